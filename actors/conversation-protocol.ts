@@ -1,0 +1,42 @@
+/**
+ * Requests a UserSession (on any node) makes of a Conversation (on its owner node), and their
+ * replies. Plain JSON so they cross NATS unchanged; errors travel as `{ error: { code, message } }`.
+ */
+import type { ErrorCode } from '../protocol/errors.ts';
+import type { MsgFrame } from '../protocol/frames.ts';
+
+export type ConvRequest =
+  | { op: 'send'; conv: string; user: string; device: string; cmid: string; kind: string; bodyJson: string }
+  | { op: 'sync'; conv: string; user: string; after: number; limit: number }
+  | { op: 'recall'; conv: string; user: string; seq: number }
+  | { op: 'read'; conv: string; user: string; seq: number }
+  | { op: 'typing'; conv: string; user: string }
+  | { op: 'group_create'; conv: string; user: string; members: string[] }
+  | { op: 'group_add'; conv: string; user: string; members: string[] }
+  | { op: 'group_remove'; conv: string; user: string; members: string[] }
+  | { op: 'group_members'; conv: string; user: string };
+
+export type ConvOp = ConvRequest['op'];
+
+export interface SendResult { seq: number; mid: string; ts: number }
+
+export interface ReplyOf {
+  send: SendResult;
+  sync: { msgs: MsgFrame[]; more: boolean };
+  recall: Record<string, never>;
+  read: Record<string, never>;
+  typing: Record<string, never>;
+  group_create: Record<string, never>;
+  group_add: Record<string, never>;
+  group_remove: Record<string, never>;
+  group_members: { members: string[] };
+}
+
+export type ConvReply<O extends ConvOp = ConvOp> = ReplyOf[O];
+
+export type WireReply = { ok: ConvReply } | { error: { code: ErrorCode; message: string } };
+
+/** How a session reaches the owner of a conversation, wherever it lives. */
+export interface ConversationService {
+  request<R extends ConvRequest>(req: R): Promise<ConvReply<R['op']>>;
+}

@@ -1,0 +1,94 @@
+/**
+ * Activates Conversation actors on demand on this node and passivates idle ones. Actors are
+ * spread over supervisor shards because comedy removes a child in O(siblings).
+ * Requests and replies cross the actor boundary as WireReply, the same shape NATS carries.
+ */
+import { fnv1a } from '../core/hash.ts';
+import type { Logger } from '../core/logger.ts';
+import type { Metrics } from '../core/metrics.ts';
+import { ProtocolError, isProtocolError } from '../protocol/errors.ts';
+import type { ConvReply, ConvRequest, ConversationService, WireReply } from './conversation-protocol.ts';
+import { ConversationCore, type ConversationDeps } from './conversation.ts';
+import { spawn, type ActorRef, type ParentActor, type SelfActor } from './system.ts';
+
+class ConversationActor {
+  private core!: ConversationCore;
+
+  initialize(self: SelfActor): void {
+    this.core = (self.getCustomParameters() as { core: ConversationCore }).core;
+  }
+
+  async request(req: ConvRequest): Promise<WireReply> {
+    try {
+      return { ok: await this.core.handle(req) };
+    } catch (e) {
+      if (isProtocolError(e)) return { error: { code: e.code, message: e.message } };
+      return { error: { code: 'internal', message: e instanceof Error ? e.message : String(e) } };
+    }
+  }
+}
+
+class ConversationShard {}
+
+interface Active { core: ConversationCore; actor: Promise<ActorRef> }
+
+export function unwrap<T>(r: WireReply): T {
+  if ('error' in r) throw new ProtocolError(r.error.code, r.error.message);
+  return r.ok as T;
+}
+
+export class ConversationRegistry implements ConversationService {
+  private readonly active = new Map<string, Active>();
+  private readonly shards: ActorRef[] = [];
+  private sweeper: NodeJS.Timeout | null = null;
+
+  private constructor(private readonly deps: ConversationDeps, private readonly idleMs: number, private readonly metrics: Metrics, private readonly log: Logger) {}
+
+  static async start(parent: ParentActor, deps: ConversationDeps, idleMs: number, metrics: Metrics, log: Logger, shards = 16): Promise<ConversationRegistry> {
+    const reg = new ConversationRegistry(deps, idleMs, metrics, log);
+    for (let i = 0; i < shards; i++) reg.shards.push(await spawn(parent, ConversationShard, {}, `conversations-${i}`));
+    reg.sweeper = setInterval(() => reg.sweep(), Math.min(idleMs, 30_000));
+    reg.sweeper.unref();
+    return reg;
+  }
+
+  async request<R extends ConvRequest>(req: R): Promise<ConvReply<R['op']>> {
+    const a = this.activate(req.conv);
+    const ref = await a.actor;
+    return unwrap(await ref.sendAndReceive('request', req) as WireReply);
+  }
+
+  /** The live core of a conversation on this node, creating its actor if needed. */
+  activate(conv: string): Active {
+    let a = this.active.get(conv);
+    if (!a) {
+      const core = new ConversationCore(conv, this.deps);
+      const shard = this.shards[fnv1a(conv) % this.shards.length] as unknown as ParentActor;
+      a = { core, actor: spawn(shard, ConversationActor, { core }) };
+      this.active.set(conv, a);
+      this.metrics.activeConversations.set(this.active.size);
+    }
+    return a;
+  }
+
+  /** Drops conversations this node no longer owns (cluster placement moved them) or that sat idle. */
+  passivate(conv: string): void {
+    const a = this.active.get(conv);
+    if (!a) return;
+    this.active.delete(conv);
+    this.metrics.activeConversations.set(this.active.size);
+    void a.actor.then((r) => r.destroy()).catch((e) => this.log.warn({ conv, err: String(e) }, 'conversation passivation failed'));
+  }
+
+  sweep(now = Date.now()): void {
+    for (const [conv, a] of this.active) if (a.core.idle && now - a.core.lastActive > this.idleMs) this.passivate(conv);
+  }
+
+  *entries(): Iterable<[string, ConversationCore]> {
+    for (const [c, a] of this.active) yield [c, a.core];
+  }
+
+  stop(): void {
+    if (this.sweeper) clearInterval(this.sweeper);
+  }
+}

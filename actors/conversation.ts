@@ -1,0 +1,367 @@
+/**
+ * Conversation: one per active conversation, on the conversation's owner node. It is the only
+ * writer of its conversation: it assigns seq, hands each message to its Persistence writer,
+ * answers `sent` only after the commit, then fans out to member devices.
+ *
+ * Ordering and gaplessness:
+ *  - seq is assigned synchronously in arrival order, and all writes of a conversation go
+ *    through one group-commit writer in seq order, so commits (and fan-out) follow seq;
+ *  - if any write fails, the conversation stops assigning seqs, waits for its in-flight writes
+ *    to settle, reloads max(seq) from the record and replays the failed sends in order.
+ *
+ * Idempotency: a window of recent (sender, cmid) → (seq, mid, ts) answers most resends from
+ * memory; the unique key (conversation_id, sender_id, cmid) is the real guarantee — a resend
+ * that slipped past the window fails its insert, and recovery finds the original row.
+ */
+import { ProtocolError, unavailable } from '../protocol/errors.ts';
+import { parseConvId, type ParsedConv } from '../protocol/ids.ts';
+import type { MsgFrame } from '../protocol/frames.ts';
+import type { MessageStore, NewMessage, StoredMessage, SentRecord } from '../persistence/message-store.ts';
+import { DuplicateKeyError } from '../persistence/message-store.ts';
+import type { ConvRequest, ConvReply, SendResult } from './conversation-protocol.ts';
+import type { Delivery } from './delivery.ts';
+import type { Logger } from '../core/logger.ts';
+
+export interface ConversationDeps {
+  store: MessageStore;
+  /** Commits one message in this conversation's group-commit writer. */
+  write(row: NewMessage): Promise<void>;
+  delivery: Delivery;
+  nextMid(): string;
+  /** Moves a member's delivery/read cursors (coalesced, written lazily). */
+  moveCursor(conv: string, user: string, ack?: number, read?: number): void;
+  noteLastSeq(conv: string, seq: number): void;
+  recallWindowMs: number;
+  log: Logger;
+  now?: () => number;
+}
+
+/** Largest idempotency window kept in memory per conversation. */
+const CMID_WINDOW = 1024;
+/** How often a send is replayed after failed writes before the client is told to retry. */
+const MAX_ATTEMPTS = 3;
+
+type SendReq = Extract<ConvRequest, { op: 'send' }>;
+
+interface SendJob {
+  req: SendReq;
+  key: string;
+  attempts: number;
+  /** The seq of its latest write attempt: replays keep this order. */
+  seq: number;
+  resolve(r: SendResult): void;
+  reject(e: unknown): void;
+}
+
+export class ConversationCore {
+  readonly parsed: ParsedConv;
+  private members = new Map<string, 'owner' | 'member'>();
+  private exists = false;
+  private lastSeq = 0;
+  private readonly sentWindow = new Map<string, SendResult>();
+  private readonly inflight = new Map<string, Promise<SendResult>>();
+  private intake: SendJob[] = [];
+  private writing = 0;
+  private recovering: Promise<void> | null = null;
+  private failed: SendJob[] = [];
+  private loaded: Promise<void> | null = null;
+  lastActive = Date.now();
+
+  constructor(readonly id: string, private readonly deps: ConversationDeps) {
+    const p = parseConvId(id);
+    if (!p) throw new ProtocolError('bad_request', `"${id}" is not a conversation id`);
+    this.parsed = p;
+  }
+
+  private now(): number {
+    return this.deps.now ? this.deps.now() : Date.now();
+  }
+
+  /** Loads members, max(seq) and the recent cmid window; retried on the next request if it fails. */
+  load(): Promise<void> {
+    if (!this.loaded) {
+      this.loaded = this.loadOnce().catch((e) => {
+        this.loaded = null;
+        this.deps.log.warn({ conv: this.id, err: String(e) }, 'conversation load failed');
+        throw unavailable('the message store');
+      });
+    }
+    return this.loaded;
+  }
+
+  private async loadOnce(): Promise<void> {
+    const rec = await this.deps.store.loadConversation(this.id);
+    this.members.clear();
+    if (rec) {
+      this.exists = true;
+      for (const m of rec.members) this.members.set(m.user, m.role);
+      this.lastSeq = rec.maxSeq;
+      const recent = await this.deps.store.recentSent(this.id, Math.min(256, CMID_WINDOW));
+      for (const r of recent.reverse()) this.remember(r);
+    } else if (this.parsed.kind === 'dm') {
+      // A 1:1 conversation exists implicitly; its row is written with the first message.
+      this.members.set(this.parsed.a, 'member');
+      this.members.set(this.parsed.b, 'member');
+      this.lastSeq = await this.deps.store.maxSeq(this.id);
+    }
+  }
+
+  get memberList(): string[] {
+    return [...this.members.keys()];
+  }
+
+  get idle(): boolean {
+    return this.intake.length === 0 && this.writing === 0 && !this.recovering && this.inflight.size === 0;
+  }
+
+  async handle<R extends ConvRequest>(req: R): Promise<ConvReply<R['op']>> {
+    this.lastActive = Date.now();
+    await this.load();
+    return (await this.dispatch(req)) as ConvReply<R['op']>;
+  }
+
+  private async dispatch(req: ConvRequest): Promise<ConvReply> {
+    switch (req.op) {
+      case 'send': return this.send(req);
+      case 'sync': return this.sync(req.user, req.after, req.limit);
+      case 'recall': return this.recall(req.user, req.seq);
+      case 'read': return this.read(req.user, req.seq);
+      case 'typing': return this.typing(req.user);
+      case 'group_create': return this.groupCreate(req.user, req.members);
+      case 'group_add': return this.groupAdd(req.user, req.members);
+      case 'group_remove': return this.groupRemove(req.user, req.members);
+      case 'group_members': return { members: this.requireMember(req.user) && this.memberList };
+    }
+  }
+
+  private requireMember(user: string): true {
+    if (!this.exists && this.parsed.kind === 'group') throw new ProtocolError('not_found', `conversation ${this.id} does not exist`);
+    if (!this.members.has(user)) throw new ProtocolError('forbidden', `not a member of ${this.id}`);
+    return true;
+  }
+
+  // ---- send ----
+
+  private send(req: SendReq): Promise<SendResult> {
+    this.requireMember(req.user);
+    const key = `${req.user}\u0000${req.cmid}`;
+    const done = this.sentWindow.get(key);
+    if (done) return Promise.resolve(done);
+    const running = this.inflight.get(key);
+    if (running) return running; // a resend while the original is still committing
+    const p = new Promise<SendResult>((resolve, reject) => {
+      this.intake.push({ req, key, attempts: 0, seq: 0, resolve, reject });
+    });
+    this.inflight.set(key, p);
+    const forget = () => { if (this.inflight.get(key) === p) this.inflight.delete(key); };
+    p.then(forget, forget);
+    this.pump();
+    return p;
+  }
+
+  /** Assigns seqs and starts writes for queued sends, unless a recovery is under way. */
+  private pump(): void {
+    if (this.recovering) return;
+    if (!this.exists && this.intake.length > 0) {
+      this.recovering = this.createDm().finally(() => { this.recovering = null; this.pump(); });
+      return;
+    }
+    const jobs = this.intake;
+    this.intake = [];
+    for (const job of jobs) this.startWrite(job);
+  }
+
+  private async createDm(): Promise<void> {
+    if (this.parsed.kind !== 'dm') return;
+    try {
+      await this.deps.store.ensureDm(this.id, this.parsed.a, this.parsed.b, this.now());
+      this.exists = true;
+    } catch (e) {
+      this.deps.log.warn({ conv: this.id, err: String(e) }, 'creating 1:1 conversation failed');
+      const jobs = this.intake;
+      this.intake = [];
+      for (const j of jobs) j.reject(unavailable('the message store'));
+    }
+  }
+
+  private startWrite(job: SendJob): void {
+    const { req } = job;
+    const seq = ++this.lastSeq;
+    job.seq = seq;
+    const row: NewMessage = { conv: this.id, seq, mid: this.deps.nextMid(), from: req.user, cmid: req.cmid, kind: req.kind, bodyJson: req.bodyJson, ts: this.now() };
+    this.writing++;
+    this.deps.write(row).then(
+      () => {
+        this.writing--;
+        const result: SendResult = { seq, mid: row.mid, ts: row.ts };
+        this.remember({ from: req.user, cmid: req.cmid, ...result });
+        job.resolve(result);
+        this.afterCommit(row, req.device);
+        this.maybeFinishRecovery();
+      },
+      (e: unknown) => {
+        this.writing--;
+        job.attempts++;
+        this.failed.push(job);
+        if (!(e instanceof DuplicateKeyError)) this.deps.log.warn({ conv: this.id, seq, err: String(e) }, 'message write failed');
+        this.beginRecovery(e);
+      },
+    );
+  }
+
+  private afterCommit(row: NewMessage, device: string): void {
+    this.deps.noteLastSeq(this.id, row.seq);
+    // Sending moves the sender's own cursors to the message.
+    this.deps.moveCursor(this.id, row.from, row.seq, row.seq);
+    const json = msgJson(row);
+    this.deps.delivery.message(this.memberList, { conv: this.id, seq: row.seq, json }, { user: row.from, device });
+  }
+
+  private beginRecovery(cause: unknown): void {
+    if (this.recovering) return;
+    let finish!: () => void;
+    this.recovering = new Promise<void>((r) => { finish = r; });
+    this.recoveryCause = cause;
+    this.finishRecovery = finish;
+    this.maybeFinishRecovery();
+  }
+
+  private recoveryCause: unknown = null;
+  private finishRecovery: (() => void) | null = null;
+
+  /** Once every in-flight write has settled, reload the seq and replay what failed, in order. */
+  private maybeFinishRecovery(): void {
+    if (!this.finishRecovery || this.writing > 0) return;
+    const finish = this.finishRecovery;
+    this.finishRecovery = null;
+    void this.recover().finally(() => {
+      this.recovering = null;
+      finish();
+      this.pump();
+    });
+  }
+
+  private async recover(): Promise<void> {
+    // Replays keep their original seq order, ahead of sends that arrived meanwhile.
+    const ordered = this.failed.sort((a, b) => a.seq - b.seq);
+    this.failed = [];
+    try {
+      this.lastSeq = await this.deps.store.maxSeq(this.id);
+      const found = await this.deps.store.findSent(this.id, ordered.map((j) => ({ from: j.req.user, cmid: j.req.cmid })));
+      const byKey = new Map(found.map((f) => [`${f.from}\u0000${f.cmid}`, f]));
+      const replay: SendJob[] = [];
+      for (const j of ordered) {
+        const f = byKey.get(j.key);
+        if (f) {
+          this.remember(f);
+          j.resolve({ seq: f.seq, mid: f.mid, ts: f.ts });
+        } else if (j.attempts >= MAX_ATTEMPTS || !(this.recoveryCause instanceof DuplicateKeyError)) {
+          // The store itself failed: tell the client to resend later with the same cmid.
+          j.reject(unavailable('the message store'));
+        } else {
+          replay.push(j);
+        }
+      }
+      this.intake = [...replay, ...this.intake];
+    } catch (e) {
+      this.deps.log.warn({ conv: this.id, err: String(e) }, 'conversation recovery failed');
+      for (const j of ordered) j.reject(unavailable('the message store'));
+      // Sends queued meanwhile get their chance after the next load.
+      this.loaded = null;
+    }
+  }
+
+  private remember(r: SentRecord): void {
+    const key = `${r.from}\u0000${r.cmid}`;
+    this.sentWindow.delete(key);
+    this.sentWindow.set(key, { seq: r.seq, mid: r.mid, ts: r.ts });
+    if (this.sentWindow.size > CMID_WINDOW) {
+      const oldest = this.sentWindow.keys().next().value;
+      if (oldest !== undefined) this.sentWindow.delete(oldest);
+    }
+  }
+
+  // ---- other operations ----
+
+  private async sync(user: string, after: number, limit: number): Promise<{ msgs: MsgFrame[]; more: boolean }> {
+    this.requireMember(user);
+    const rows = await this.deps.store.history(this.id, after, limit + 1).catch(() => { throw unavailable('the message store'); });
+    const more = rows.length > limit;
+    return { msgs: rows.slice(0, limit).map(toMsgFrame), more };
+  }
+
+  private async recall(user: string, seq: number): Promise<Record<string, never>> {
+    this.requireMember(user);
+    const m = await this.deps.store.getMessage(this.id, seq).catch(() => { throw unavailable('the message store'); });
+    if (!m) throw new ProtocolError('not_found', `no message ${seq} in ${this.id}`);
+    if (m.from !== user) throw new ProtocolError('forbidden', 'only the sender may recall a message');
+    if (this.now() - m.ts > this.deps.recallWindowMs) throw new ProtocolError('forbidden', 'the recall window has passed');
+    if (m.recalledAt === null) {
+      const changed = await this.deps.store.recall(this.id, seq, this.now()).catch(() => { throw unavailable('the message store'); });
+      if (changed) this.deps.delivery.event(this.memberList, JSON.stringify({ t: 'recalled', conv: this.id, seq, by: user }));
+    }
+    return {};
+  }
+
+  private read(user: string, seq: number): Record<string, never> {
+    this.requireMember(user);
+    const upTo = Math.min(seq, this.lastSeq);
+    this.deps.moveCursor(this.id, user, undefined, upTo);
+    this.deps.delivery.event(this.memberList, JSON.stringify({ t: 'receipt', conv: this.id, user, read: upTo }), user);
+    return {};
+  }
+
+  private typing(user: string): Record<string, never> {
+    this.requireMember(user);
+    this.deps.delivery.event(this.memberList, JSON.stringify({ t: 'typing', conv: this.id, user }), user);
+    return {};
+  }
+
+  private async groupCreate(user: string, members: string[]): Promise<Record<string, never>> {
+    if (this.parsed.kind !== 'group') throw new ProtocolError('bad_request', 'group_create makes groups only');
+    if (this.exists) throw new ProtocolError('conflict', `group ${this.id} already exists`);
+    try {
+      await this.deps.store.createGroup(this.id, user, members, this.now());
+    } catch (e) {
+      if (e instanceof DuplicateKeyError) throw new ProtocolError('conflict', `group ${this.id} already exists`);
+      throw unavailable('the message store');
+    }
+    this.exists = true;
+    this.members.set(user, 'owner');
+    for (const m of members) if (m !== user) this.members.set(m, 'member');
+    return {};
+  }
+
+  private requireOwner(user: string): void {
+    this.requireMember(user);
+    if (this.parsed.kind !== 'group') throw new ProtocolError('bad_request', 'members of a 1:1 conversation cannot change');
+    if (this.members.get(user) !== 'owner') throw new ProtocolError('forbidden', 'only the group owner may change members');
+  }
+
+  private async groupAdd(user: string, members: string[]): Promise<Record<string, never>> {
+    this.requireOwner(user);
+    await this.deps.store.addMembers(this.id, members, this.now()).catch(() => { throw unavailable('the message store'); });
+    for (const m of members) if (!this.members.has(m)) this.members.set(m, 'member');
+    return {};
+  }
+
+  private async groupRemove(user: string, members: string[]): Promise<Record<string, never>> {
+    this.requireOwner(user);
+    const removable = members.filter((m) => this.members.get(m) === 'member');
+    await this.deps.store.removeMembers(this.id, removable).catch(() => { throw unavailable('the message store'); });
+    for (const m of removable) this.members.delete(m);
+    return {};
+  }
+}
+
+/** The `msg` frame for a freshly committed row, built once per message (the body is spliced in as stored). */
+export function msgJson(r: NewMessage): string {
+  return `{"t":"msg","conv":${JSON.stringify(r.conv)},"seq":${r.seq},"mid":"${r.mid}","from":${JSON.stringify(r.from)},"cmid":${JSON.stringify(r.cmid)},"ts":${r.ts},"kind":${JSON.stringify(r.kind)},"body":${r.bodyJson}}`;
+}
+
+export function toMsgFrame(m: StoredMessage): MsgFrame {
+  const f: MsgFrame = { t: 'msg', conv: m.conv, seq: m.seq, mid: m.mid, from: m.from, cmid: m.cmid, ts: m.ts, kind: m.kind };
+  if (m.recalledAt !== null || m.bodyJson === null) f.recalled = true;
+  else f.body = JSON.parse(m.bodyJson) as unknown;
+  return f;
+}

@@ -1,0 +1,158 @@
+/**
+ * The one typed place for node configuration.
+ *
+ * Every knob has a default that makes `npm start` a complete embedded chat server, and an
+ * environment variable that overrides it. `loadConfig()` validates the result at start and
+ * refuses to run with a configuration that cannot work (bad numbers, the default JWT secret
+ * in production), with a message that names the variable.
+ *
+ * Modes follow from what is set:
+ *   - nothing set                      → embedded: SQLite file under IM_DATA_DIR, in-process bus
+ *   - IM_MYSQL_URL                     → single node on MySQL/MariaDB
+ *   - IM_MYSQL_URL + IM_NATS_URL + IM_REDIS_URL → cluster node
+ */
+import { z } from 'zod';
+
+export const DEFAULT_JWT_SECRET = 'dev-secret-change-me';
+
+/** Each entry: env var → description, used for validation errors and the README table. */
+export const configDocs = {
+  IM_PORT: 'WebSocket + HTTP port of this node (ws://HOST:PORT/ws, /healthz, /metrics). Default 9001.',
+  IM_HOST: 'Address to listen on. Default 0.0.0.0.',
+  IM_NODE_ID: 'Name of this node in a cluster and in logs. Default: node-<hostname>-<port>.',
+  IM_JWT_SECRET: `HS256 secret for login tokens. Default "${DEFAULT_JWT_SECRET}" (refused when NODE_ENV=production).`,
+  IM_DATA_DIR: 'Directory for the embedded SQLite database (embedded mode) or node-local scratch. Default ./data.',
+  IM_MYSQL_URL: 'mysql://user:pass@host:port/db — use MySQL/MariaDB as the record instead of SQLite.',
+  IM_NATS_URL: 'nats://host:port[,nats://...] — join a cluster over NATS.',
+  IM_REDIS_URL: 'redis://host:port — directory (presence) and node worker ids in a cluster.',
+  IM_MAX_FRAME_BYTES: 'Largest accepted client frame; larger ones get too_large and the socket closes. Default 65536.',
+  IM_HEARTBEAT_MS: 'Heartbeat interval announced in login_ok; sockets silent for 2.5x this are closed. Default 30000.',
+  IM_LOGIN_PUSH_MAX: 'Most undelivered messages pushed per conversation after login_ok. Default 500.',
+  IM_ACK_TIMEOUT_MS: 'A pushed message not acked within this is pushed again (up to IM_PUSH_RETRIES times). Default 10000.',
+  IM_PUSH_RETRIES: 'How many times an unacked push is retried while online. Default 3.',
+  IM_RECALL_WINDOW_MS: 'How long after ts the sender may recall a message. Default 120000.',
+  IM_RATE_MSGS: 'Sends per second per socket (token bucket; burst is twice this). Default 50.',
+  IM_BAD_FRAME_LIMIT: 'Bad frames per 10 s tolerated before the socket is closed. Default 20.',
+  IM_LOGIN_TIMEOUT_MS: 'A socket that has not logged in within this is closed. Default 10000.',
+  IM_COMMIT_MAX_ROWS: 'Most messages in one group commit (one multi-row INSERT). Default 500.',
+  IM_COMMIT_MAX_DELAY_MS: 'Longest a message waits for its group commit while the writer is idle. Default 2.',
+  IM_PERSISTENCE_WRITERS: 'Number of Persistence actors (group-commit writers) per node. Default 1 (SQLite) / 2 (MySQL).',
+  IM_CURSOR_FLUSH_MS: 'How often coalesced ack/read cursor moves are written. Default 200.',
+  IM_CONV_IDLE_MS: 'A conversation actor idle this long is passivated (its state reloads on demand). Default 300000.',
+  IM_SESSION_SHARDS: 'Supervisor actors that UserSession actors are spread over. Default 64.',
+  IM_SHUTDOWN_GRACE_MS: 'On SIGTERM, the longest wait for in-flight commits before closing. Default 10000.',
+  IM_LOG_LEVEL: 'pino level: trace, debug, info, warn, error, fatal, silent. Default info.',
+  IM_NODE_TTL_MS: 'Cluster: a node missing heartbeats this long is considered dead. Default 4000.',
+  IM_NODE_HEARTBEAT_MS: 'Cluster: how often a node announces itself and refreshes its directory entries. Default 1000.',
+  IM_CLUSTER_REQUEST_TIMEOUT_MS: 'Cluster: timeout of a request to another node over NATS. Default 5000.',
+} as const;
+
+export type ConfigEnvVar = keyof typeof configDocs;
+
+const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+
+const schema = z.object({
+  port: int(0, 65535),
+  host: z.string().min(1),
+  nodeId: z.string().regex(/^[A-Za-z0-9_.:-]{1,64}$/, 'IM_NODE_ID must be 1-64 chars of [A-Za-z0-9_.:-]'),
+  jwtSecret: z.string().min(8, 'IM_JWT_SECRET must be at least 8 characters'),
+  dataDir: z.string().min(1),
+  mysqlUrl: z.string().url().optional(),
+  natsUrl: z.string().optional(),
+  redisUrl: z.string().url().optional(),
+  maxFrameBytes: int(256, 16 * 1024 * 1024),
+  heartbeatMs: int(100, 10 * 60_000),
+  loginPushMax: int(0, 100_000),
+  ackTimeoutMs: int(50, 10 * 60_000),
+  pushRetries: int(0, 100),
+  recallWindowMs: int(0, 365 * 24 * 3600_000),
+  rateMsgs: int(1, 10_000_000),
+  badFrameLimit: int(1, 10_000),
+  loginTimeoutMs: int(100, 10 * 60_000),
+  commitMaxRows: int(1, 10_000),
+  commitMaxDelayMs: int(0, 1000),
+  persistenceWriters: int(1, 64),
+  cursorFlushMs: int(10, 60_000),
+  convIdleMs: int(1000, 24 * 3600_000),
+  sessionShards: int(1, 4096),
+  shutdownGraceMs: int(0, 10 * 60_000),
+  logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']),
+  nodeTtlMs: int(500, 10 * 60_000),
+  nodeHeartbeatMs: int(100, 60_000),
+  clusterRequestTimeoutMs: int(100, 10 * 60_000),
+});
+
+export type NodeConfig = z.infer<typeof schema>;
+export type Mode = 'embedded' | 'mysql' | 'cluster';
+
+export function modeOf(c: NodeConfig): Mode {
+  if (c.natsUrl) return 'cluster';
+  return c.mysqlUrl ? 'mysql' : 'embedded';
+}
+
+type Env = Record<string, string | undefined>;
+
+/** Builds the validated configuration from defaults, then `overrides`, then the environment. */
+export function loadConfig(env: Env = process.env, overrides: Partial<NodeConfig> = {}): NodeConfig {
+  const e = (k: ConfigEnvVar) => (env[k] === undefined || env[k] === '' ? undefined : env[k]);
+  const port = e('IM_PORT') ?? overrides.port ?? 9001;
+  const mysqlUrl = e('IM_MYSQL_URL') ?? overrides.mysqlUrl;
+  const raw = {
+    port,
+    host: e('IM_HOST') ?? overrides.host ?? '0.0.0.0',
+    nodeId: e('IM_NODE_ID') ?? overrides.nodeId ?? `node-${sanitizeHost()}-${port}`,
+    jwtSecret: e('IM_JWT_SECRET') ?? overrides.jwtSecret ?? DEFAULT_JWT_SECRET,
+    dataDir: e('IM_DATA_DIR') ?? overrides.dataDir ?? './data',
+    mysqlUrl,
+    natsUrl: e('IM_NATS_URL') ?? overrides.natsUrl,
+    redisUrl: e('IM_REDIS_URL') ?? overrides.redisUrl,
+    maxFrameBytes: e('IM_MAX_FRAME_BYTES') ?? overrides.maxFrameBytes ?? 64 * 1024,
+    heartbeatMs: e('IM_HEARTBEAT_MS') ?? overrides.heartbeatMs ?? 30_000,
+    loginPushMax: e('IM_LOGIN_PUSH_MAX') ?? overrides.loginPushMax ?? 500,
+    ackTimeoutMs: e('IM_ACK_TIMEOUT_MS') ?? overrides.ackTimeoutMs ?? 10_000,
+    pushRetries: e('IM_PUSH_RETRIES') ?? overrides.pushRetries ?? 3,
+    recallWindowMs: e('IM_RECALL_WINDOW_MS') ?? overrides.recallWindowMs ?? 120_000,
+    rateMsgs: e('IM_RATE_MSGS') ?? overrides.rateMsgs ?? 50,
+    badFrameLimit: e('IM_BAD_FRAME_LIMIT') ?? overrides.badFrameLimit ?? 20,
+    loginTimeoutMs: e('IM_LOGIN_TIMEOUT_MS') ?? overrides.loginTimeoutMs ?? 10_000,
+    commitMaxRows: e('IM_COMMIT_MAX_ROWS') ?? overrides.commitMaxRows ?? 500,
+    commitMaxDelayMs: e('IM_COMMIT_MAX_DELAY_MS') ?? overrides.commitMaxDelayMs ?? 2,
+    persistenceWriters: e('IM_PERSISTENCE_WRITERS') ?? overrides.persistenceWriters ?? (mysqlUrl ? 2 : 1),
+    cursorFlushMs: e('IM_CURSOR_FLUSH_MS') ?? overrides.cursorFlushMs ?? 200,
+    convIdleMs: e('IM_CONV_IDLE_MS') ?? overrides.convIdleMs ?? 300_000,
+    sessionShards: e('IM_SESSION_SHARDS') ?? overrides.sessionShards ?? 64,
+    shutdownGraceMs: e('IM_SHUTDOWN_GRACE_MS') ?? overrides.shutdownGraceMs ?? 10_000,
+    logLevel: e('IM_LOG_LEVEL') ?? overrides.logLevel ?? 'info',
+    nodeTtlMs: e('IM_NODE_TTL_MS') ?? overrides.nodeTtlMs ?? 4000,
+    nodeHeartbeatMs: e('IM_NODE_HEARTBEAT_MS') ?? overrides.nodeHeartbeatMs ?? 1000,
+    clusterRequestTimeoutMs: e('IM_CLUSTER_REQUEST_TIMEOUT_MS') ?? overrides.clusterRequestTimeoutMs ?? 5000,
+  };
+  const parsed = schema.safeParse(raw);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => `${envNameOf(String(i.path[0]))}: ${i.message}`);
+    throw new ConfigError(`invalid configuration:\n  ${problems.join('\n  ')}`);
+  }
+  const cfg = parsed.data;
+  if (env.NODE_ENV === 'production' && cfg.jwtSecret === DEFAULT_JWT_SECRET) {
+    throw new ConfigError('IM_JWT_SECRET is the default development secret; set a real one when NODE_ENV=production');
+  }
+  if (cfg.natsUrl && (!cfg.mysqlUrl || !cfg.redisUrl)) {
+    throw new ConfigError('a cluster node (IM_NATS_URL set) also needs IM_MYSQL_URL and IM_REDIS_URL');
+  }
+  return cfg;
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+function envNameOf(key: string): string {
+  const snake = key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase();
+  const name = `IM_${snake}`;
+  return name in configDocs ? name : key;
+}
+
+function sanitizeHost(): string {
+  const h = (process.env.HOSTNAME ?? 'local').replace(/[^A-Za-z0-9_.-]/g, '').slice(0, 32);
+  return h || 'local';
+}

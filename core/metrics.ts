@@ -1,0 +1,26 @@
+/** Prometheus metrics of one node (prom-client), exposed at GET /metrics. */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export class Metrics {
+  readonly registry = new Registry();
+  readonly connections = new Gauge({ name: 'im_connections', help: 'Open WebSocket connections', registers: [this.registry] });
+  readonly sessions = new Gauge({ name: 'im_sessions', help: 'Logged-in device sessions', registers: [this.registry] });
+  readonly framesIn = new Counter({ name: 'im_frames_in_total', help: 'Frames received from clients', labelNames: ['t'] as const, registers: [this.registry] });
+  readonly framesOut = new Counter({ name: 'im_frames_out_total', help: 'Frames sent to clients', registers: [this.registry] });
+  readonly errors = new Counter({ name: 'im_errors_total', help: 'Error frames sent, by code', labelNames: ['code'] as const, registers: [this.registry] });
+  readonly committed = new Counter({ name: 'im_messages_committed_total', help: 'Messages durably committed', registers: [this.registry] });
+  readonly commitBatch = new Histogram({
+    name: 'im_commit_batch_size', help: 'Messages per group commit', registers: [this.registry],
+    buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000],
+  });
+  readonly commitLatency = new Histogram({
+    name: 'im_commit_seconds', help: 'Duration of one group commit', registers: [this.registry],
+    buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1],
+  });
+  readonly pushes = new Counter({ name: 'im_pushes_total', help: 'msg frames pushed to devices', labelNames: ['kind'] as const, registers: [this.registry] });
+  readonly activeConversations = new Gauge({ name: 'im_conversations_active', help: 'Conversation actors alive on this node', registers: [this.registry] });
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry, prefix: 'im_process_' });
+  }
+}

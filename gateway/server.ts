@@ -1,0 +1,296 @@
+/**
+ * The gateway: a uWebSockets.js server with the WebSocket endpoint (/ws) and the HTTP endpoints
+ * (/healthz, /metrics). It owns the socket-level rules of PROTOCOL.md — frame size, JSON and
+ * schema checks, the login handshake, bad-frame tolerance, heartbeat deadlines — and hands
+ * every valid frame of a logged-in socket to that socket's UserSession actor.
+ */
+import type { WebSocket, us_listen_socket, HttpResponse } from 'uWebSockets.js';
+import type { NodeConfig } from '../cluster.config.ts';
+import type { Logger } from '../core/logger.ts';
+import type { Metrics } from '../core/metrics.ts';
+import type { ErrorCode } from '../protocol/errors.ts';
+import { parseClientFrame, type ClientFrame, type ServerFrame } from '../protocol/frames.ts';
+import type { SessionEntry } from '../actors/session-directory.ts';
+import type { Connection } from '../actors/user-session.ts';
+import { AuthError, verifyToken } from './auth.ts';
+import { loadUws, type Engine } from './engine.ts';
+
+/** What the gateway needs from the node behind it. */
+export interface GatewayHost {
+  openSession(user: string, device: string, conn: Connection): Promise<SessionEntry>;
+  closeSession(entry: SessionEntry): void;
+  /** Whether the node can accept and persist messages right now. */
+  healthy(): Promise<boolean>;
+  metricsText(): Promise<string>;
+}
+
+interface SocketState {
+  phase: 'new' | 'auth' | 'ready' | 'closed';
+  lastSeen: number;
+  openedAt: number;
+  badFrames: number;
+  badWindowStart: number;
+  /** Frames that arrived while the login was being verified. */
+  queued: ClientFrame[];
+  entry: SessionEntry | null;
+  conn: Connection;
+  authExpMs: number | null;
+}
+
+type Ws = WebSocket<SocketState>;
+
+/** Most frames buffered while a login is verified; a client that floods then is closed. */
+const MAX_QUEUED = 256;
+const BAD_WINDOW_MS = 10_000;
+
+export class Gateway {
+  readonly engine: Engine;
+  private listenSocket: us_listen_socket | null = null;
+  private readonly sockets = new Set<Ws>();
+  private sweepTimer: NodeJS.Timeout | null = null;
+  private accepting = true;
+  private readonly uws: ReturnType<typeof loadUws>['uws'];
+  port = 0;
+
+  constructor(private readonly config: NodeConfig, private readonly host: GatewayHost, private readonly log: Logger, private readonly metrics: Metrics) {
+    const { uws, engine } = loadUws();
+    this.uws = uws;
+    this.engine = engine;
+  }
+
+  async listen(): Promise<number> {
+    const { config } = this;
+    const app = this.uws.App();
+    app.ws<SocketState>('/ws', {
+      // uWS closes oversized frames itself without a word; give it headroom so we can answer too_large first.
+      maxPayloadLength: config.maxFrameBytes * 2 + 1024,
+      idleTimeout: 0, // heartbeat deadlines are ours (see sweep), in ms rather than uWS's seconds
+      sendPingsAutomatically: false,
+      maxBackpressure: 16 * 1024 * 1024,
+      // A client too slow to drain 16 MiB is dropped rather than silently losing frames; it redelivers on login.
+      closeOnBackpressureLimit: 1 as unknown as number,
+      upgrade: (res, req, ctx) => {
+        if (!this.accepting) {
+          res.writeStatus('503 Service Unavailable').end('shutting down');
+          return;
+        }
+        res.upgrade<SocketState>(this.newState(), req.getHeader('sec-websocket-key'), req.getHeader('sec-websocket-protocol'), req.getHeader('sec-websocket-extensions'), ctx);
+      },
+      open: (ws) => {
+        const s = ws.getUserData();
+        s.conn = this.connectionOf(ws);
+        this.sockets.add(ws);
+        this.metrics.connections.inc();
+      },
+      message: (ws, data, isBinary) => this.onMessage(ws, data, isBinary),
+      close: (ws) => this.onClose(ws),
+    });
+    app.get('/healthz', (res) => this.healthz(res));
+    app.get('/metrics', (res) => this.metricsEndpoint(res));
+    app.any('/*', (res) => { res.writeStatus('404 Not Found').end('not found'); });
+
+    await new Promise<void>((resolve, reject) => {
+      app.listen(config.host, config.port, (sock) => {
+        if (!sock) return reject(new Error(`cannot listen on ${config.host}:${config.port} (port in use?)`));
+        this.listenSocket = sock;
+        this.port = this.uws.us_socket_local_port(sock as never);
+        resolve();
+      });
+    });
+    const every = Math.max(50, Math.min(1000, Math.floor(config.heartbeatMs / 4)));
+    this.sweepTimer = setInterval(() => this.sweep(), every);
+    this.sweepTimer.unref();
+    return this.port;
+  }
+
+  private newState(): SocketState {
+    const now = Date.now();
+    return { phase: 'new', lastSeen: now, openedAt: now, badFrames: 0, badWindowStart: now, queued: [], entry: null, conn: null as unknown as Connection, authExpMs: null };
+  }
+
+  private connectionOf(ws: Ws): Connection {
+    const s = ws.getUserData();
+    return {
+      send: (json) => {
+        if (s.phase === 'closed') return false;
+        ws.send(json, false);
+        return true;
+      },
+      close: (code, reason) => {
+        if (s.phase === 'closed') return;
+        s.phase = 'closed';
+        ws.end(code, reason);
+      },
+    };
+  }
+
+  private reply(ws: Ws, frame: ServerFrame): void {
+    const s = ws.getUserData();
+    if (s.phase === 'closed') return;
+    ws.send(JSON.stringify(frame), false);
+    this.metrics.framesOut.inc();
+  }
+
+  private error(ws: Ws, code: ErrorCode, message: string, rid?: string): void {
+    this.metrics.errors.inc({ code });
+    this.reply(ws, rid === undefined ? { t: 'error', code, message } : { t: 'error', rid, code, message });
+  }
+
+  private onMessage(ws: Ws, data: ArrayBuffer, isBinary: boolean): void {
+    const s = ws.getUserData();
+    if (s.phase === 'closed') return;
+    s.lastSeen = Date.now();
+    if (data.byteLength > this.config.maxFrameBytes) {
+      this.metrics.framesIn.inc({ t: 'too_large' });
+      this.error(ws, 'too_large', `frame of ${data.byteLength} bytes exceeds the limit of ${this.config.maxFrameBytes}`);
+      s.conn.close(1009, 'frame too large');
+      return;
+    }
+    if (isBinary) {
+      this.badFrame(ws, 'frames must be text (one JSON object per text frame)');
+      return;
+    }
+    const parsed = parseClientFrame(Buffer.from(data).toString('utf8'));
+    if (!parsed.ok) {
+      if (s.phase === 'new') return this.refuseLogin(ws, 'the first frame must be a valid login');
+      this.badFrame(ws, parsed.message, parsed.rid);
+      return;
+    }
+    const f = parsed.frame;
+    this.metrics.framesIn.inc({ t: f.t });
+    switch (s.phase) {
+      case 'new':
+        if (f.t !== 'login') return this.refuseLogin(ws, 'the first frame must be login', 'rid' in f ? f.rid : undefined);
+        void this.login(ws, f);
+        return;
+      case 'auth':
+        if (s.queued.length >= MAX_QUEUED) {
+          this.error(ws, 'rate_limited', 'too many frames before login completed');
+          s.conn.close(1008, 'flood');
+          return;
+        }
+        s.queued.push(f);
+        return;
+      case 'ready':
+        void s.entry!.actor.send('frame', f);
+        return;
+    }
+  }
+
+  private badFrame(ws: Ws, message: string, rid?: string): void {
+    const s = ws.getUserData();
+    if (s.phase === 'new') return this.refuseLogin(ws, 'the first frame must be a valid login');
+    const now = Date.now();
+    if (now - s.badWindowStart > BAD_WINDOW_MS) { s.badWindowStart = now; s.badFrames = 0; }
+    s.badFrames++;
+    this.metrics.framesIn.inc({ t: 'bad' });
+    this.error(ws, 'bad_request', message, rid);
+    if (s.badFrames > this.config.badFrameLimit) {
+      this.log.info({ user: s.entry?.session.user }, 'closing socket after repeated bad frames');
+      s.conn.close(1008, 'too many bad frames');
+    }
+  }
+
+  private refuseLogin(ws: Ws, message: string, rid?: string): void {
+    this.error(ws, 'unauthorized', message, rid);
+    ws.getUserData().conn.close(4001, 'unauthorized');
+  }
+
+  private async login(ws: Ws, f: Extract<ClientFrame, { t: 'login' }>): Promise<void> {
+    const s = ws.getUserData();
+    s.phase = 'auth';
+    // The socket may close during any await below (phase is re-read, not narrowed).
+    const closed = (): boolean => (s.phase as SocketState['phase']) === 'closed';
+    let user: string;
+    try {
+      const id = await verifyToken(f.token, this.config.jwtSecret);
+      user = id.user;
+      s.authExpMs = id.expMs;
+    } catch (e) {
+      if (!closed()) this.refuseLogin(ws, e instanceof AuthError ? e.message : 'token rejected', f.rid);
+      return;
+    }
+    if (closed()) return;
+    let entry: SessionEntry;
+    try {
+      entry = await this.host.openSession(user, f.device ?? 'default', s.conn);
+    } catch (e) {
+      this.log.warn({ user, err: String(e) }, 'opening session failed');
+      this.error(ws, 'unavailable', 'cannot open a session now, retry later', f.rid);
+      s.conn.close(1011, 'unavailable');
+      return;
+    }
+    if (closed()) { this.host.closeSession(entry); return; }
+    s.entry = entry;
+    await entry.session.start(f.rid);
+    if (closed()) return;
+    s.phase = 'ready';
+    const queued = s.queued;
+    s.queued = [];
+    for (const q of queued) void entry.actor.send('frame', q);
+  }
+
+  private onClose(ws: Ws): void {
+    const s = ws.getUserData();
+    s.phase = 'closed';
+    this.sockets.delete(ws);
+    this.metrics.connections.dec();
+    if (s.entry) this.host.closeSession(s.entry);
+    s.entry = null;
+  }
+
+  /** Closes sockets past their heartbeat or login deadline, and logins whose token expired. */
+  private sweep(): void {
+    const now = Date.now();
+    const silentLimit = this.config.heartbeatMs * 2.5;
+    for (const ws of this.sockets) {
+      const s = ws.getUserData();
+      if (s.phase === 'closed') continue;
+      if (s.phase !== 'ready' && now - s.openedAt > this.config.loginTimeoutMs) {
+        this.refuseLogin(ws, 'no login within the login timeout');
+      } else if (now - s.lastSeen > silentLimit) {
+        s.conn.close(4002, 'heartbeat timeout');
+      } else if (s.authExpMs !== null && now >= s.authExpMs && s.entry) {
+        s.entry.session.kick('auth_expired');
+      }
+    }
+  }
+
+  private healthz(res: HttpResponse): void {
+    let aborted = false;
+    res.onAborted(() => { aborted = true; });
+    void this.host.healthy().catch(() => false).then((ok) => {
+      if (aborted) return;
+      res.cork(() => {
+        res.writeStatus(ok && this.accepting ? '200 OK' : '503 Service Unavailable').writeHeader('content-type', 'application/json')
+          .end(JSON.stringify({ status: ok && this.accepting ? 'ok' : 'unavailable', node: this.config.nodeId }));
+      });
+    });
+  }
+
+  private metricsEndpoint(res: HttpResponse): void {
+    let aborted = false;
+    res.onAborted(() => { aborted = true; });
+    void this.host.metricsText().then((text) => {
+      if (aborted) return;
+      res.cork(() => { res.writeStatus('200 OK').writeHeader('content-type', 'text/plain; version=0.0.4').end(text); });
+    });
+  }
+
+  /** Stops accepting new sockets; existing ones stay until closeAll. */
+  stopAccepting(): void {
+    this.accepting = false;
+    if (this.listenSocket) this.uws.us_listen_socket_close(this.listenSocket);
+    this.listenSocket = null;
+  }
+
+  /** Closes every remaining socket (sessions were kicked first, so this catches unauthenticated ones). */
+  closeAll(): void {
+    if (this.sweepTimer) clearInterval(this.sweepTimer);
+    for (const ws of [...this.sockets]) ws.getUserData().conn.close(1001, 'shutdown');
+  }
+
+  get connectionCount(): number {
+    return this.sockets.size;
+  }
+}

@@ -1,0 +1,69 @@
+/**
+ * Coalesces cursor moves (ack/read, and the sender's own cursors on send) and the
+ * `conversation.last_seq` hint, and writes them every `flushMs`. Losing a buffered move only
+ * causes a redelivery, which clients de-duplicate by (conv, seq), so this never blocks a reply.
+ */
+import type { CursorMove } from './message-store.ts';
+
+export interface CursorSink {
+  applyCursors(moves: CursorMove[]): Promise<void>;
+  updateLastSeqs(lastSeqs: Map<string, number>): Promise<void>;
+}
+
+export class CursorBuffer {
+  private moves = new Map<string, CursorMove>();
+  private lastSeqs = new Map<string, number>();
+  private timer: NodeJS.Timeout | null = null;
+  private flushing: Promise<void> | null = null;
+
+  constructor(private readonly sink: CursorSink, private readonly flushMs: number, private readonly onError: (e: unknown) => void) {}
+
+  move(conv: string, user: string, ack?: number, read?: number): void {
+    const key = `${conv}\u0000${user}`;
+    const m = this.moves.get(key) ?? { conv, user };
+    if (ack !== undefined && ack > (m.ack ?? 0)) m.ack = ack;
+    if (read !== undefined && read > (m.read ?? 0)) m.read = read;
+    this.moves.set(key, m);
+    this.arm();
+  }
+
+  /** The buffered (not yet written) ack cursor, or 0. */
+  pendingAck(conv: string, user: string): number {
+    return this.moves.get(`${conv}\u0000${user}`)?.ack ?? 0;
+  }
+
+  lastSeq(conv: string, seq: number): void {
+    if (seq > (this.lastSeqs.get(conv) ?? 0)) this.lastSeqs.set(conv, seq);
+    this.arm();
+  }
+
+  private arm(): void {
+    if (!this.timer) this.timer = setTimeout(() => { this.timer = null; void this.flush(); }, this.flushMs);
+  }
+
+  async flush(): Promise<void> {
+    if (this.flushing) await this.flushing;
+    if (this.moves.size === 0 && this.lastSeqs.size === 0) return;
+    const moves = [...this.moves.values()];
+    const lastSeqs = this.lastSeqs;
+    this.moves = new Map();
+    this.lastSeqs = new Map();
+    this.flushing = (async () => {
+      try {
+        await this.sink.applyCursors(moves);
+        await this.sink.updateLastSeqs(lastSeqs);
+      } catch (e) {
+        // Keep the moves for the next flush (merged with newer ones): the database may be back by then.
+        for (const m of moves) this.move(m.conv, m.user, m.ack, m.read);
+        for (const [c, s] of lastSeqs) this.lastSeq(c, s);
+        this.onError(e);
+      }
+    })();
+    try { await this.flushing; } finally { this.flushing = null; }
+  }
+
+  stop(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+  }
+}

@@ -1,0 +1,91 @@
+/**
+ * Opens the record (MikroORM on MySQL/MariaDB or on an embedded SQLite file) and brings its
+ * schema up to date through MikroORM migrations. On MySQL, several nodes may start at once:
+ * migrations run under a named server lock so exactly one node applies them.
+ */
+import { mkdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { MikroORM, type Options } from '@mikro-orm/core';
+import { Migrator } from '@mikro-orm/migrations';
+import type { AbstractSqlConnection } from '@mikro-orm/knex';
+import type { Dialect } from './dialect.ts';
+import { entities } from './entities.ts';
+import { initialSchema } from './migrations/initial-schema.ts';
+
+export interface Database {
+  orm: MikroORM;
+  dialect: Dialect;
+  connection: AbstractSqlConnection;
+  close(): Promise<void>;
+}
+
+export interface DatabaseOptions {
+  mysqlUrl?: string;
+  dataDir: string;
+  /** Connections in the MySQL pool. */
+  poolSize?: number;
+}
+
+const MIGRATION_LOCK = 'actor_im_migrations';
+
+export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
+  const dialect: Dialect = opts.mysqlUrl ? 'mysql' : 'sqlite';
+  const common: Partial<Options> = {
+    entities,
+    discovery: { warnWhenNoEntities: false },
+    extensions: [Migrator],
+    migrations: {
+      migrationsList: [{ name: '0001_initial_schema', class: initialSchema(dialect) }],
+      tableName: 'mikro_orm_migrations',
+      silent: true,
+    },
+    debug: false,
+    allowGlobalContext: true,
+  };
+  let orm: MikroORM;
+  if (dialect === 'mysql') {
+    const { MySqlDriver } = await import('@mikro-orm/mysql');
+    orm = await MikroORM.init({
+      ...common,
+      driver: MySqlDriver,
+      clientUrl: opts.mysqlUrl,
+      pool: { min: 1, max: opts.poolSize ?? 8 },
+      // Fail fast while the server is down instead of queueing behind a dead pool.
+      driverOptions: { connection: { connectTimeout: 5000 } },
+    } as Options);
+  } else {
+    const { BetterSqliteDriver } = await import('@mikro-orm/better-sqlite');
+    mkdirSync(opts.dataDir, { recursive: true });
+    orm = await MikroORM.init({ ...common, driver: BetterSqliteDriver, dbName: resolve(join(opts.dataDir, 'im.sqlite3')) } as Options);
+  }
+  const connection = orm.em.getConnection() as AbstractSqlConnection;
+  if (dialect === 'sqlite') {
+    // Durable and concurrent-reader friendly: WAL with a full fsync at every commit.
+    await connection.execute('PRAGMA journal_mode = WAL');
+    await connection.execute('PRAGMA synchronous = FULL');
+    await connection.execute('PRAGMA busy_timeout = 5000');
+  }
+  await migrate(orm, connection, dialect);
+  return { orm, dialect, connection, close: () => orm.close(true) };
+}
+
+async function migrate(orm: MikroORM, connection: AbstractSqlConnection, dialect: Dialect): Promise<void> {
+  const migrator = orm.getMigrator();
+  if (dialect === 'sqlite') {
+    await migrator.up();
+    return;
+  }
+  // GET_LOCK belongs to one session: hold a dedicated connection for the lock's lifetime.
+  const knex = connection.getKnex();
+  const client = knex.client as { acquireConnection(): Promise<unknown>; releaseConnection(c: unknown): Promise<void> };
+  const conn = await client.acquireConnection();
+  const raw = (sql: string) => knex.raw(sql).connection(conn as never);
+  try {
+    const got = (await raw(`SELECT GET_LOCK('${MIGRATION_LOCK}', 60) AS got`)) as unknown as [Array<{ got: number }>];
+    if (got[0]?.[0]?.got !== 1) throw new Error('could not take the schema migration lock within 60 s');
+    await migrator.up();
+  } finally {
+    await raw(`SELECT RELEASE_LOCK('${MIGRATION_LOCK}')`).catch(() => undefined);
+    await client.releaseConnection(conn);
+  }
+}

@@ -1,0 +1,252 @@
+/**
+ * Every query the actors make against the record, typed. SQL is written for both dialects at
+ * once (portable spellings; the few that differ come from dialect.ts) and goes through
+ * MikroORM's connection, so transactions, pooling and driver error mapping are MikroORM's.
+ */
+import { UniqueConstraintViolationException } from '@mikro-orm/core';
+import type { Database } from './database.ts';
+import { insertIgnore, type Dialect } from './dialect.ts';
+
+/** A message about to be written by a group commit. */
+export interface NewMessage {
+  conv: string;
+  seq: number;
+  mid: string;
+  from: string;
+  cmid: string;
+  kind: string;
+  /** The body's JSON text, stored and pushed exactly as received. */
+  bodyJson: string;
+  ts: number;
+}
+
+/** A message as read back. `bodyJson` is null once recalled. */
+export interface StoredMessage {
+  conv: string;
+  seq: number;
+  mid: string;
+  from: string;
+  cmid: string;
+  kind: string;
+  bodyJson: string | null;
+  ts: number;
+  recalledAt: number | null;
+}
+
+export interface MemberRecord { user: string; role: 'owner' | 'member' }
+
+export interface ConversationRecord {
+  id: string;
+  kind: 'dm' | 'group';
+  ownerId: string | null;
+  members: MemberRecord[];
+  /** Highest stored seq: the authority for the next seq, whatever `last_seq` says. */
+  maxSeq: number;
+}
+
+export interface UserConversation { conv: string; lastSeq: number; ackSeq: number; readSeq: number }
+
+export interface CursorMove { conv: string; user: string; ack?: number; read?: number }
+
+export interface SentRecord { from: string; cmid: string; seq: number; mid: string; ts: number }
+
+type Row = Record<string, unknown>;
+
+const num = (v: unknown): number => (typeof v === 'number' ? v : Number(v));
+const str = (v: unknown): string => (typeof v === 'string' ? v : String(v));
+
+function toStored(r: Row): StoredMessage {
+  return {
+    conv: str(r.conversation_id),
+    seq: num(r.seq),
+    mid: str(r.mid),
+    from: str(r.sender_id),
+    cmid: str(r.cmid),
+    kind: str(r.kind),
+    bodyJson: r.body == null ? null : str(r.body),
+    ts: num(r.created_at),
+    recalledAt: r.recalled_at == null ? null : num(r.recalled_at),
+  };
+}
+
+const MSG_COLS = 'conversation_id, seq, mid, sender_id, cmid, kind, body, created_at, recalled_at';
+
+export class MessageStore {
+  private readonly dialect: Dialect;
+
+  constructor(private readonly db: Database) {
+    this.dialect = db.dialect;
+  }
+
+  private all(sql: string, params: unknown[] = []): Promise<Row[]> {
+    return this.db.connection.execute<Row[]>(sql, params, 'all');
+  }
+
+  private run(sql: string, params: unknown[] = []): Promise<unknown> {
+    return this.db.connection.execute(sql, params, 'run');
+  }
+
+  /**
+   * One group commit: a single multi-row INSERT in its own transaction. Either every row is
+   * stored or none is; a duplicate (conversation_id, seq) — a stale owner — throws
+   * DuplicateKeyError so the caller can split the batch and fence the loser.
+   */
+  async insertMessages(rows: NewMessage[]): Promise<void> {
+    if (rows.length === 0) return;
+    const params: unknown[] = [];
+    const values: string[] = [];
+    for (const m of rows) {
+      values.push('(?, ?, ?, ?, ?, ?, ?, ?)');
+      params.push(m.conv, m.seq, m.mid, m.from, m.cmid, m.kind, m.bodyJson, m.ts);
+    }
+    const sql = `INSERT INTO message (conversation_id, seq, mid, sender_id, cmid, kind, body, created_at) VALUES ${values.join(', ')}`;
+    try {
+      await this.db.connection.transactional(async (trx) => {
+        await this.db.connection.execute(sql, params, 'run', trx);
+      });
+    } catch (e) {
+      if (e instanceof UniqueConstraintViolationException) throw new DuplicateKeyError(e.message);
+      throw e;
+    }
+  }
+
+  async loadConversation(conv: string): Promise<ConversationRecord | null> {
+    const rows = await this.all('SELECT id, kind, owner_id FROM conversation WHERE id = ?', [conv]);
+    const c = rows[0];
+    if (!c) return null;
+    const [members, maxSeq] = await Promise.all([this.members(conv), this.maxSeq(conv)]);
+    return { id: conv, kind: str(c.kind) === 'group' ? 'group' : 'dm', ownerId: c.owner_id == null ? null : str(c.owner_id), members, maxSeq };
+  }
+
+  async members(conv: string): Promise<MemberRecord[]> {
+    const rows = await this.all('SELECT user_id, role FROM conversation_member WHERE conversation_id = ? ORDER BY user_id', [conv]);
+    return rows.map((r) => ({ user: str(r.user_id), role: str(r.role) === 'owner' ? 'owner' : 'member' }));
+  }
+
+  async maxSeq(conv: string): Promise<number> {
+    const rows = await this.all('SELECT MAX(seq) AS m FROM message WHERE conversation_id = ?', [conv]);
+    return rows[0]?.m == null ? 0 : num(rows[0].m);
+  }
+
+  /** Creates a 1:1 conversation and its two members if it does not exist yet (idempotent). */
+  async ensureDm(conv: string, a: string, b: string, now: number): Promise<void> {
+    await this.db.connection.transactional(async (trx) => {
+      const ig = insertIgnore(this.dialect);
+      await this.db.connection.execute(`${ig} INTO conversation (id, kind, owner_id, last_seq, created_at) VALUES (?, 'dm', NULL, 0, ?)`, [conv, now], 'run', trx);
+      await this.db.connection.execute(
+        `${ig} INTO conversation_member (conversation_id, user_id, role, ack_seq, read_seq, joined_at) VALUES (?, ?, 'member', 0, 0, ?), (?, ?, 'member', 0, 0, ?)`,
+        [conv, a, now, conv, b, now], 'run', trx);
+    });
+  }
+
+  /** Creates a group; throws DuplicateKeyError when the group id is taken. */
+  async createGroup(conv: string, owner: string, members: string[], now: number): Promise<void> {
+    try {
+      await this.db.connection.transactional(async (trx) => {
+        await this.db.connection.execute(`INSERT INTO conversation (id, kind, owner_id, last_seq, created_at) VALUES (?, 'group', ?, 0, ?)`, [conv, owner, now], 'run', trx);
+        await this.insertMembers(conv, owner, members, now, trx);
+      });
+    } catch (e) {
+      if (e instanceof UniqueConstraintViolationException) throw new DuplicateKeyError(e.message);
+      throw e;
+    }
+  }
+
+  async addMembers(conv: string, users: string[], now: number): Promise<void> {
+    await this.db.connection.transactional((trx) => this.insertMembers(conv, null, users, now, trx));
+  }
+
+  private async insertMembers(conv: string, owner: string | null, users: string[], now: number, trx: unknown): Promise<void> {
+    const all = owner ? [{ u: owner, role: 'owner' }, ...users.filter((u) => u !== owner).map((u) => ({ u, role: 'member' }))] : users.map((u) => ({ u, role: 'member' }));
+    for (let i = 0; i < all.length; i += 500) {
+      const chunk = all.slice(i, i + 500);
+      const params: unknown[] = [];
+      for (const m of chunk) params.push(conv, m.u, m.role, now);
+      await this.db.connection.execute(
+        `${insertIgnore(this.dialect)} INTO conversation_member (conversation_id, user_id, role, ack_seq, read_seq, joined_at) VALUES ${chunk.map(() => '(?, ?, ?, 0, 0, ?)').join(', ')}`,
+        params, 'run', trx as never);
+    }
+  }
+
+  async removeMembers(conv: string, users: string[]): Promise<void> {
+    if (users.length === 0) return;
+    await this.run(`DELETE FROM conversation_member WHERE conversation_id = ? AND role <> 'owner' AND user_id IN (${users.map(() => '?').join(', ')})`, [conv, ...users]);
+  }
+
+  /** Looks up messages already stored for these (sender, cmid) pairs: the idempotency check. */
+  async findSent(conv: string, keys: Array<{ from: string; cmid: string }>): Promise<SentRecord[]> {
+    if (keys.length === 0) return [];
+    const where = keys.map(() => '(sender_id = ? AND cmid = ?)').join(' OR ');
+    const params: unknown[] = [conv];
+    for (const k of keys) params.push(k.from, k.cmid);
+    const rows = await this.all(`SELECT sender_id, cmid, seq, mid, created_at FROM message WHERE conversation_id = ? AND (${where})`, params);
+    return rows.map((r) => ({ from: str(r.sender_id), cmid: str(r.cmid), seq: num(r.seq), mid: str(r.mid), ts: num(r.created_at) }));
+  }
+
+  /** The newest `limit` messages' idempotency keys, to warm a conversation's cmid cache. */
+  async recentSent(conv: string, limit: number): Promise<SentRecord[]> {
+    const rows = await this.all(`SELECT sender_id, cmid, seq, mid, created_at FROM message WHERE conversation_id = ? ORDER BY seq DESC LIMIT ?`, [conv, limit]);
+    return rows.map((r) => ({ from: str(r.sender_id), cmid: str(r.cmid), seq: num(r.seq), mid: str(r.mid), ts: num(r.created_at) }));
+  }
+
+  async history(conv: string, after: number, limit: number): Promise<StoredMessage[]> {
+    const rows = await this.all(`SELECT ${MSG_COLS} FROM message WHERE conversation_id = ? AND seq > ? ORDER BY seq ASC LIMIT ?`, [conv, after, limit]);
+    return rows.map(toStored);
+  }
+
+  async getMessage(conv: string, seq: number): Promise<StoredMessage | null> {
+    const rows = await this.all(`SELECT ${MSG_COLS} FROM message WHERE conversation_id = ? AND seq = ?`, [conv, seq]);
+    return rows[0] ? toStored(rows[0]) : null;
+  }
+
+  /** Marks a message recalled and drops its body. Returns false when it was already recalled. */
+  async recall(conv: string, seq: number, now: number): Promise<boolean> {
+    const r = (await this.run('UPDATE message SET recalled_at = ?, body = NULL WHERE conversation_id = ? AND seq = ? AND recalled_at IS NULL', [now, conv, seq])) as { affectedRows?: number; changes?: number };
+    return (r.affectedRows ?? r.changes ?? 0) > 0;
+  }
+
+  /** The user's conversations with cursors and the highest stored seq of each. */
+  async userConversations(user: string): Promise<UserConversation[]> {
+    const rows = await this.all(
+      `SELECT cm.conversation_id AS conv, cm.ack_seq, cm.read_seq,
+              (SELECT MAX(m.seq) FROM message m WHERE m.conversation_id = cm.conversation_id) AS last_seq
+         FROM conversation_member cm WHERE cm.user_id = ? ORDER BY cm.conversation_id`, [user]);
+    return rows.map((r) => ({ conv: str(r.conv), lastSeq: r.last_seq == null ? 0 : num(r.last_seq), ackSeq: num(r.ack_seq), readSeq: num(r.read_seq) }));
+  }
+
+  /** Applies coalesced cursor moves; cursors only ever move forward. */
+  async applyCursors(moves: CursorMove[]): Promise<void> {
+    if (moves.length === 0) return;
+    await this.db.connection.transactional(async (trx) => {
+      for (const m of moves) {
+        const ack = m.ack ?? 0;
+        const read = m.read ?? 0;
+        await this.db.connection.execute(
+          `UPDATE conversation_member SET
+             ack_seq = CASE WHEN ack_seq < ? THEN ? ELSE ack_seq END,
+             read_seq = CASE WHEN read_seq < ? THEN ? ELSE read_seq END
+           WHERE conversation_id = ? AND user_id = ?`,
+          [ack, ack, read, read, m.conv, m.user], 'run', trx);
+      }
+    });
+  }
+
+  /** Refreshes the denormalised `conversation.last_seq` hints (written lazily, never read for seq). */
+  async updateLastSeqs(lastSeqs: Map<string, number>): Promise<void> {
+    if (lastSeqs.size === 0) return;
+    await this.db.connection.transactional(async (trx) => {
+      for (const [conv, seq] of lastSeqs) {
+        await this.db.connection.execute('UPDATE conversation SET last_seq = ? WHERE id = ? AND last_seq < ?', [seq, conv, seq], 'run', trx);
+      }
+    });
+  }
+
+  async ping(): Promise<void> {
+    await this.all('SELECT 1 AS ok');
+  }
+}
+
+/** A unique key refused a write: a duplicate seq (stale owner) or a taken id. */
+export class DuplicateKeyError extends Error {
+  override name = 'DuplicateKeyError';
+}

@@ -1,0 +1,20 @@
+/** Error codes of PROTOCOL.md, and the error type the server uses to carry one to a client. */
+export const ERROR_CODES = [
+  'bad_request', 'unauthorized', 'forbidden', 'not_found', 'conflict',
+  'rate_limited', 'too_large', 'unavailable', 'internal',
+] as const;
+
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+/** An error meant for the client: its code and message go into an `error` frame as they are. */
+export class ProtocolError extends Error {
+  override name = 'ProtocolError';
+  constructor(readonly code: ErrorCode, message: string) {
+    super(message);
+  }
+}
+
+export const isProtocolError = (e: unknown): e is ProtocolError => e instanceof ProtocolError;
+
+/** A dependency (database, NATS, Redis) is down; clients may retry the same request later. */
+export const unavailable = (what: string) => new ProtocolError('unavailable', `${what} is unavailable, retry later`);
