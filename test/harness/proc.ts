@@ -185,10 +185,12 @@ export function spawnTracked(
 }
 
 function startWatchdog(childPid: number): void {
-  // Polls once a second; exits by itself as soon as the child is gone, so PID reuse is not a concern.
+  // Checks once a second whether its own parent is still this process (a dead parent could linger
+  // as an unreaped zombie, so `kill -0 parent` is not enough); exits as soon as the child is gone.
   const script =
-    `while kill -0 ${process.pid} 2>/dev/null && kill -0 ${childPid} 2>/dev/null; do sleep 1; done; ` +
-    `kill -0 ${process.pid} 2>/dev/null || { kill -CONT ${childPid}; kill -9 ${childPid}; } 2>/dev/null`;
+    `while read -r _ _ _ ppid _ < /proc/$$/stat; do ` +
+    `if [ "$ppid" != "${process.pid}" ]; then kill -CONT ${childPid} 2>/dev/null; kill -9 ${childPid} 2>/dev/null; exit 0; fi; ` +
+    `kill -0 ${childPid} 2>/dev/null || exit 0; sleep 1; done`;
   const w = spawn('/bin/sh', ['-c', script], { stdio: 'ignore', detached: true });
   w.on('error', () => {}); // best effort only
   w.unref();
