@@ -9,7 +9,7 @@ import type { Metrics } from '../core/metrics.ts';
 import { ProtocolError, isProtocolError } from '../protocol/errors.ts';
 import type { ConvReply, ConvRequest, ConversationService, WireReply } from './conversation-protocol.ts';
 import { ConversationCore, type ConversationDeps } from './conversation.ts';
-import { spawn, type ActorRef, type ParentActor, type SelfActor } from './system.ts';
+import { Supervisor, spawn, type ActorRef, type ParentActor, type SelfActor } from './system.ts';
 
 class ConversationActor {
   private core!: ConversationCore;
@@ -28,8 +28,6 @@ class ConversationActor {
   }
 }
 
-class ConversationShard {}
-
 interface Active { core: ConversationCore; actor: Promise<ActorRef> }
 
 export function unwrap<T>(r: WireReply): T {
@@ -39,14 +37,14 @@ export function unwrap<T>(r: WireReply): T {
 
 export class ConversationRegistry implements ConversationService {
   private readonly active = new Map<string, Active>();
-  private readonly shards: ActorRef[] = [];
+  private readonly shards: Supervisor[] = [];
   private sweeper: NodeJS.Timeout | null = null;
 
   private constructor(private readonly deps: ConversationDeps, private readonly idleMs: number, private readonly metrics: Metrics, private readonly log: Logger) {}
 
   static async start(parent: ParentActor, deps: ConversationDeps, idleMs: number, metrics: Metrics, log: Logger, shards = 16): Promise<ConversationRegistry> {
     const reg = new ConversationRegistry(deps, idleMs, metrics, log);
-    for (let i = 0; i < shards; i++) reg.shards.push(await spawn(parent, ConversationShard, {}, `conversations-${i}`));
+    for (let i = 0; i < shards; i++) reg.shards.push(await Supervisor.start(parent, `conversations-${i}`));
     reg.sweeper = setInterval(() => reg.sweep(), Math.min(idleMs, 30_000));
     reg.sweeper.unref();
     return reg;
@@ -63,8 +61,7 @@ export class ConversationRegistry implements ConversationService {
     let a = this.active.get(conv);
     if (!a) {
       const core = new ConversationCore(conv, this.deps);
-      const shard = this.shards[fnv1a(conv) % this.shards.length] as unknown as ParentActor;
-      a = { core, actor: spawn(shard, ConversationActor, { core }) };
+      a = { core, actor: this.shards[fnv1a(conv) % this.shards.length].spawn(ConversationActor, { core }) };
       this.active.set(conv, a);
       this.metrics.activeConversations.set(this.active.size);
     }

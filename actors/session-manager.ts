@@ -7,7 +7,7 @@ import { fnv1a } from '../core/hash.ts';
 import type { Metrics } from '../core/metrics.ts';
 import type { ClientFrame, KickReason } from '../protocol/frames.ts';
 import type { SessionDirectory, SessionEntry } from './session-directory.ts';
-import { spawn, type ActorRef, type ParentActor, type SelfActor } from './system.ts';
+import { Supervisor, spawn, type ActorRef, type ParentActor, type SelfActor } from './system.ts';
 import { UserSession, type Connection, type SessionDeps } from './user-session.ts';
 
 class UserSessionActor {
@@ -26,27 +26,24 @@ class UserSessionActor {
   }
 }
 
-class SessionShard {}
-
 /** Somewhere else in the cluster a device logged in again: kick it wherever it is. */
 export type RemoteKick = (user: string, device: string) => void;
 
 export class SessionManager {
-  private readonly shards: ActorRef[] = [];
+  private readonly shards: Supervisor[] = [];
 
   private constructor(private readonly directory: SessionDirectory, private readonly deps: SessionDeps, private readonly metrics: Metrics) {}
 
   static async start(parent: ParentActor, directory: SessionDirectory, deps: SessionDeps, metrics: Metrics, shards: number): Promise<SessionManager> {
     const m = new SessionManager(directory, deps, metrics);
-    for (let i = 0; i < shards; i++) m.shards.push(await spawn(parent, SessionShard, {}, `sessions-${i}`));
+    for (let i = 0; i < shards; i++) m.shards.push(await Supervisor.start(parent, `sessions-${i}`));
     return m;
   }
 
   /** Creates the session for a verified login, kicking the device's previous socket on this node. */
   async open(user: string, device: string, conn: Connection): Promise<SessionEntry> {
     const session = new UserSession(user, device, conn, this.deps);
-    const shard = this.shards[fnv1a(`${user}/${device}`) % this.shards.length] as unknown as ParentActor;
-    const actor = await spawn(shard, UserSessionActor, { session });
+    const actor = await this.shards[fnv1a(`${user}/${device}`) % this.shards.length].spawn(UserSessionActor, { session });
     const entry: SessionEntry = { session, actor };
     const old = this.directory.add(entry);
     if (old) this.retire(old, 'replaced');

@@ -48,4 +48,33 @@ export function spawn<P extends object>(parent: ParentActor, behaviour: new () =
 /** Comedy hands each behaviour its own actor; this is the part the behaviours use. */
 export interface SelfActor {
   getCustomParameters(): object;
+  createChild(behaviour: unknown, options: { mode: 'in-memory'; name?: string; customParameters?: object }): Promise<ActorRef>;
+}
+
+/**
+ * A supervisor: parent of a shard of actors. Only an actor can create its own children in
+ * comedy, so spawning goes through its mailbox.
+ */
+class SupervisorBehaviour {
+  private self!: SelfActor;
+
+  initialize(self: SelfActor): void {
+    this.self = self;
+  }
+
+  spawnChild(behaviour: new () => object, params: object): Promise<ActorRef> {
+    return this.self.createChild(behaviour, { mode: 'in-memory', customParameters: params });
+  }
+}
+
+export class Supervisor {
+  private constructor(private readonly ref: ActorRef) {}
+
+  static async start(parent: ParentActor, name: string): Promise<Supervisor> {
+    return new Supervisor(await spawn(parent, SupervisorBehaviour, {}, name));
+  }
+
+  spawn(behaviour: new () => object, params: object): Promise<ActorRef> {
+    return this.ref.sendAndReceive('spawnChild', behaviour, params) as Promise<ActorRef>;
+  }
 }
