@@ -1,0 +1,568 @@
+/**
+ * Load-generator coordinator: forks K worker processes (`node --import tsx worker.ts`), hands
+ * each a slice of the connections, runs scenario phases in lock-step (shared wall-clock start),
+ * merges their encoded HDR histograms and samples the server's /proc/<pid> meanwhile.
+ *
+ * Scenarios:
+ *   idle   — N logged-in sockets that only ping; server RSS per connection and CPU at rest
+ *   pairs  — 1:1 pairs, open-loop fixed-rate schedule; send→sent and send→delivery latency;
+ *            a bounded step search for the highest rate with p99 send→sent under a limit
+ *   fanout — one sender into a group of M online members; deliveries/s and p99 send→last delivery
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+import { mergeEncoded, summarize, type LatencySummary } from './hist.ts';
+import { cpuPercent, ProcWatcher, sampleProc } from './procstat.ts';
+import type { CodecName, ConnSpec, FromWorker, PhaseKind, PhaseResultMsg, SetupResultMsg, ToWorker } from './types.ts';
+
+export interface Target {
+  name: string;
+  /** Base WebSocket URL, e.g. ws://127.0.0.1:9001/ws */
+  url: string;
+  codec: CodecName;
+  /** Server PID for /proc metrics (optional). */
+  pid?: number;
+}
+
+export interface LoadOptions {
+  workers: number;
+  jwtSecret: string;
+  /** Source addresses rotated through with `localAddress` (127.0.0.1, 127.0.0.2, …). */
+  sourceAddrs: string[];
+  connsPerAddr: number;
+  connectConcurrency: number;
+  bodyBytes: number;
+  /** 0 = the server's heartbeat_ms. */
+  pingEveryMs: number;
+  ackEveryMs: number;
+  log: (line: string) => void;
+}
+
+export function defaultLoadOptions(partial: Partial<LoadOptions> = {}): LoadOptions {
+  return {
+    workers: 2,
+    jwtSecret: process.env.IM_JWT_SECRET ?? 'bench-secret',
+    sourceAddrs: ['127.0.0.1'],
+    connsPerAddr: 25_000,
+    connectConcurrency: 64,
+    bodyBytes: 100,
+    pingEveryMs: 0,
+    ackEveryMs: 100,
+    log: (line) => process.stderr.write(`${line}\n`),
+    ...partial,
+  };
+}
+
+/** `count` loopback source addresses 127.0.0.1 … 127.0.0.count (Linux routes all of 127/8 to lo). */
+export function loopbackAddrs(count: number): string[] {
+  return Array.from({ length: Math.max(1, Math.min(250, count)) }, (_, i) => `127.0.0.${i + 1}`);
+}
+
+const wall = (): number => performance.timeOrigin + performance.now();
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, Math.max(0, ms)));
+const round1 = (x: number): number => Math.round(x * 10) / 10;
+
+type Inbox = { msgs: FromWorker[]; waiters: ((m: FromWorker) => void)[] };
+
+/** K forked worker processes with typed, ordered message inboxes. */
+class Fleet {
+  private readonly procs: ChildProcess[] = [];
+  private readonly inboxes: Inbox[] = [];
+  private readonly exited: (string | null)[] = [];
+
+  constructor(count: number) {
+    const workerPath = fileURLToPath(new URL('./worker.ts', import.meta.url));
+    const tsx = import.meta.resolve('tsx');
+    for (let i = 0; i < count; i++) {
+      const p = fork(workerPath, [], { execArgv: ['--import', tsx], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+      const inbox: Inbox = { msgs: [], waiters: [] };
+      this.procs.push(p);
+      this.inboxes.push(inbox);
+      this.exited.push(null);
+      p.on('message', (raw: unknown) => {
+        const m = raw as FromWorker;
+        const w = inbox.waiters.shift();
+        if (w) w(m);
+        else inbox.msgs.push(m);
+      });
+      p.on('exit', (code, sig) => {
+        this.exited[i] = `worker ${i} exited (code ${code}, signal ${sig})`;
+        const fatal: FromWorker = { type: 'fatal', workerIndex: i, message: this.exited[i] ?? 'exited' };
+        for (const w of inbox.waiters.splice(0)) w(fatal);
+      });
+    }
+  }
+
+  get size(): number {
+    return this.procs.length;
+  }
+
+  send(i: number, msg: ToWorker): void {
+    this.procs[i]?.send(msg);
+  }
+
+  /** Next message from worker i; rejects on timeout, worker exit or a worker `fatal`. */
+  next(i: number, timeoutMs: number): Promise<FromWorker> {
+    const inbox = this.inboxes[i];
+    if (!inbox) return Promise.reject(new Error(`no worker ${i}`));
+    const queued = inbox.msgs.shift();
+    const ready = queued
+      ? Promise.resolve(queued)
+      : this.exited[i]
+        ? Promise.reject(new Error(this.exited[i] ?? 'exited'))
+        : new Promise<FromWorker>((resolve, reject) => {
+            const timer = setTimeout(() => {
+              const k = inbox.waiters.indexOf(waiter);
+              if (k >= 0) inbox.waiters.splice(k, 1);
+              reject(new Error(`worker ${i}: no answer within ${timeoutMs} ms`));
+            }, timeoutMs);
+            const waiter = (m: FromWorker): void => {
+              clearTimeout(timer);
+              resolve(m);
+            };
+            inbox.waiters.push(waiter);
+          });
+    return ready.then((m) => {
+      if (m.type === 'fatal') throw new Error(`worker ${i}: ${m.message}`);
+      return m;
+    });
+  }
+
+  async expect<T extends FromWorker['type']>(i: number, type: T, timeoutMs: number): Promise<Extract<FromWorker, { type: T }>> {
+    const m = await this.next(i, timeoutMs);
+    if (m.type !== type) throw new Error(`worker ${i}: expected ${type}, got ${m.type}`);
+    return m as Extract<FromWorker, { type: T }>;
+  }
+
+  async close(): Promise<void> {
+    for (let i = 0; i < this.procs.length; i++) if (!this.exited[i]) this.send(i, { type: 'close' });
+    const deadline = Date.now() + 5000;
+    while (Date.now() < deadline && this.exited.some((e) => e === null)) await sleep(50);
+    this.procs.forEach((p, i) => {
+      if (!this.exited[i] && p.pid !== undefined) p.kill('SIGKILL');
+    });
+  }
+}
+
+export interface SetupSummary {
+  requested: number;
+  connected: number;
+  failed: number;
+  errors: Record<string, number>;
+  seconds: number;
+  loginsPerSec: number;
+  heartbeatMs: number;
+}
+
+function addCounts(into: Record<string, number>, from: Record<string, number>): void {
+  for (const [k, v] of Object.entries(from)) into[k] = (into[k] ?? 0) + v;
+}
+
+async function setupFleet(fleet: Fleet, target: Target, o: LoadOptions, perWorker: ConnSpec[][]): Promise<SetupSummary> {
+  perWorker.forEach((conns, i) =>
+    fleet.send(i, {
+      type: 'setup',
+      workerIndex: i,
+      url: target.url,
+      codec: target.codec,
+      jwtSecret: o.jwtSecret,
+      conns,
+      sourceAddrs: o.sourceAddrs,
+      connsPerAddr: o.connsPerAddr,
+      pingEveryMs: o.pingEveryMs,
+      connectConcurrency: o.connectConcurrency,
+      ackEveryMs: o.ackEveryMs,
+    }),
+  );
+  const requested = perWorker.reduce((n, c) => n + c.length, 0);
+  const results: SetupResultMsg[] = [];
+  for (let i = 0; i < fleet.size; i++) results.push(await fleet.expect(i, 'setupDone', 120_000 + requested * 5));
+  // Workers connect in parallel; their own clocks exclude process start-up and token signing.
+  const seconds = Math.max(0.001, ...results.map((r) => r.elapsedMs / 1000));
+
+  const errors: Record<string, number> = {};
+  for (const r of results) addCounts(errors, r.errors);
+  const connected = results.reduce((n, r) => n + r.connected, 0);
+  return {
+    requested,
+    connected,
+    failed: results.reduce((n, r) => n + r.failed, 0),
+    errors,
+    seconds: Math.round(seconds * 100) / 100,
+    loginsPerSec: Math.round(connected / seconds),
+    heartbeatMs: results[0]?.heartbeatMs ?? 0,
+  };
+}
+
+export interface ServerUsage {
+  cpuPct: number;
+  rssMB: number;
+  peakRssMB: number;
+}
+
+interface MergedPhase {
+  attempted: number;
+  sentOk: number;
+  timeouts: number;
+  errors: Record<string, number>;
+  delivered: number;
+  sent: LatencySummary;
+  delivery: LatencySummary;
+  pong: LatencySummary;
+  fanout: Map<string, [number, number]>;
+  maxScheduleLagMs: number;
+  /** Highest worker CPU use, % of one core. */
+  loadgenCpuPct: number;
+  server: ServerUsage | null;
+  openSockets: number;
+}
+
+let phaseCounter = 0;
+
+async function runPhase(fleet: Fleet, target: Target, kind: PhaseKind, rates: number[], durationMs: number, graceMs: number, bodyBytes: number, conv?: string): Promise<MergedPhase> {
+  const phaseId = ++phaseCounter;
+  const startAt = wall() + 300;
+  const watcher = target.pid !== undefined ? new ProcWatcher(target.pid) : null;
+  for (let i = 0; i < fleet.size; i++) {
+    fleet.send(i, { type: 'phase', phaseId, kind, rate: rates[i] ?? 0, startAt, durationMs, graceMs, bodyBytes, conv });
+  }
+  const results: PhaseResultMsg[] = [];
+  for (let i = 0; i < fleet.size; i++) results.push(await fleet.expect(i, 'phaseResult', durationMs + graceMs + 30_000));
+  const w = watcher?.stop();
+  const errors: Record<string, number> = {};
+  const fanout = new Map<string, [number, number]>();
+  for (const r of results) {
+    addCounts(errors, r.errors);
+    for (const [cmid, n, lat] of r.fanout) {
+      const s = fanout.get(cmid);
+      if (s) {
+        s[0] += n;
+        if (lat > s[1]) s[1] = lat;
+      } else fanout.set(cmid, [n, lat]);
+    }
+  }
+  const sentH = mergeEncoded(results.map((r) => r.sentHist));
+  const delH = mergeEncoded(results.map((r) => r.deliveryHist));
+  const pongH = mergeEncoded(results.map((r) => r.pongHist));
+  const out: MergedPhase = {
+    attempted: results.reduce((n, r) => n + r.attempted, 0),
+    sentOk: results.reduce((n, r) => n + r.sentOk, 0),
+    timeouts: results.reduce((n, r) => n + r.timeouts, 0),
+    errors,
+    delivered: results.reduce((n, r) => n + r.delivered, 0),
+    sent: summarize(sentH),
+    delivery: summarize(delH),
+    pong: summarize(pongH),
+    fanout,
+    maxScheduleLagMs: results.reduce((m, r) => Math.max(m, r.maxScheduleLagMs), 0),
+    loadgenCpuPct: results.reduce((m, r) => Math.max(m, r.wallMs > 0 ? round1((r.cpuMs / r.wallMs) * 100) : 0), 0),
+    server:
+      w && w.first && w.last
+        ? { cpuPct: cpuPercent(w.first, w.last), rssMB: round1(w.last.rssBytes / 2 ** 20), peakRssMB: round1(w.peakRssBytes / 2 ** 20) }
+        : null,
+    openSockets: results.reduce((n, r) => n + r.openSockets, 0),
+  };
+  sentH.destroy();
+  delH.destroy();
+  pongH.destroy();
+  return out;
+}
+
+// ------------------------------------------------------------------------------------ idle
+
+export interface IdleParams {
+  connections: number;
+  restMs: number;
+}
+
+export interface IdleResult {
+  scenario: 'idle';
+  setup: SetupSummary;
+  rssBeforeMB: number | null;
+  rssAfterMB: number | null;
+  /** (RSS after login − RSS before) / connected sockets. */
+  rssPerConnKB: number | null;
+  /** Server CPU while the sockets only ping, % of one core. */
+  cpuRestPct: number | null;
+  pingRtt: LatencySummary;
+  restSeconds: number;
+  errors: Record<string, number>;
+  openAtEnd: number;
+}
+
+export async function runIdle(target: Target, o: LoadOptions, p: IdleParams): Promise<IdleResult> {
+  const fleet = new Fleet(o.workers);
+  try {
+    const perWorker: ConnSpec[][] = Array.from({ length: fleet.size }, () => []);
+    for (let i = 0; i < p.connections; i++) perWorker[i % fleet.size]!.push({ user: `idle${i}`, index: i });
+    const before = target.pid !== undefined ? sampleProc(target.pid) : null;
+    o.log(`  idle: connecting ${p.connections} sockets`);
+    const setup = await setupFleet(fleet, target, o, perWorker);
+    await sleep(1000);
+    const after = target.pid !== undefined ? sampleProc(target.pid) : null;
+    o.log(`  idle: ${setup.connected} logged in (${setup.loginsPerSec}/s), resting ${p.restMs} ms`);
+    const ph = await runPhase(fleet, target, 'idle', [], p.restMs, 0, 0);
+    return {
+      scenario: 'idle',
+      setup,
+      rssBeforeMB: before ? round1(before.rssBytes / 2 ** 20) : null,
+      rssAfterMB: after ? round1(after.rssBytes / 2 ** 20) : null,
+      rssPerConnKB: before && after && setup.connected > 0 ? round1((after.rssBytes - before.rssBytes) / 1024 / setup.connected) : null,
+      cpuRestPct: ph.server?.cpuPct ?? null,
+      pingRtt: ph.pong,
+      restSeconds: p.restMs / 1000,
+      errors: ph.errors,
+      openAtEnd: ph.openSockets,
+    };
+  } finally {
+    await fleet.close();
+  }
+}
+
+// ------------------------------------------------------------------------------------ step search
+
+export interface SearchParams {
+  durationMs: number;
+  graceMs: number;
+  startRate: number;
+  factor: number;
+  maxSteps: number;
+  refineSteps: number;
+  /** Pass limit for p99 (send→sent for pairs, send→last delivery for fanout), ms. */
+  p99LimitMs: number;
+  /** Allowed share of timeouts + errors + missing deliveries. */
+  maxLossRatio: number;
+  /** Pause after a step (lets a saturated server drain), ms. */
+  pauseMs: number;
+  /** Unrecorded warm-up phase at half the start rate before the first step (JIT, caches), ms. */
+  warmupMs: number;
+}
+
+export interface StepResult {
+  /** Offered rate, messages/s. */
+  rate: number;
+  attempted: number;
+  sentOk: number;
+  timeouts: number;
+  errors: Record<string, number>;
+  delivered: number;
+  expectedDeliveries: number;
+  /** sent answers per second of the send window. */
+  throughput: number;
+  deliveriesPerSec: number;
+  sent: LatencySummary;
+  delivery: LatencySummary;
+  /** fanout: send → last member's delivery, over complete messages. */
+  lastDelivery?: LatencySummary;
+  incompleteMessages?: number;
+  server: ServerUsage | null;
+  loadgenCpuPct: number;
+  maxScheduleLagMs: number;
+  pass: boolean;
+  reason: string;
+}
+
+interface SearchOutcome {
+  steps: StepResult[];
+  maxRate: number;
+  /** A step above maxRate failed: maxRate is the limit, not just a lower bound. */
+  bounded: boolean;
+}
+
+async function stepSearch(o: LoadOptions, s: SearchParams, run: (rate: number) => Promise<StepResult>): Promise<SearchOutcome> {
+  const steps: StepResult[] = [];
+  const tried = new Set<number>();
+  let good = 0;
+  let bad = 0;
+  const attempt = async (rate: number): Promise<boolean> => {
+    rate = Math.max(1, Math.round(rate));
+    if (tried.has(rate)) return rate <= good;
+    tried.add(rate);
+    const r = await run(rate);
+    steps.push(r);
+    o.log(
+      `    rate ${String(rate).padStart(6)}/s: ${r.pass ? 'pass' : 'FAIL'} sent p50 ${r.sent.p50} p99 ${r.sent.p99} ms, delivery p99 ${r.delivery.p99} ms` +
+        (r.lastDelivery ? `, last-delivery p99 ${r.lastDelivery.p99} ms` : '') +
+        `, ${r.throughput}/s ok, ${r.deliveriesPerSec} deliveries/s, server cpu ${r.server?.cpuPct ?? '?'}%, loadgen cpu ${r.loadgenCpuPct}%` +
+        (r.pass ? '' : ` (${r.reason})`),
+    );
+    if (r.pass) good = Math.max(good, rate);
+    else bad = bad === 0 ? rate : Math.min(bad, rate);
+    await sleep(r.pass ? 300 : s.pauseMs);
+    return r.pass;
+  };
+  let rate = s.startRate;
+  for (let i = 0; i < s.maxSteps; i++) {
+    if (!(await attempt(rate))) break;
+    rate *= s.factor;
+  }
+  if (good === 0 && bad > 0) await attempt(bad / (s.factor * s.factor));
+  for (let i = 0; i < s.refineSteps && good > 0 && bad > 0 && bad / good > 1.15; i++) {
+    await attempt(Math.sqrt(good * bad));
+  }
+  return { steps, maxRate: good, bounded: bad > good };
+}
+
+function lossReason(s: SearchParams, r: Omit<StepResult, 'pass' | 'reason'>, p99: number | undefined): string {
+  const reasons: string[] = [];
+  const errs = Object.values(r.errors).reduce((a, b) => a + b, 0);
+  const lost = r.timeouts + errs + Math.max(0, r.expectedDeliveries - r.delivered);
+  const denom = Math.max(1, r.attempted + r.expectedDeliveries);
+  if (p99 === undefined || r.sentOk === 0) reasons.push('no answers');
+  else if (p99 > s.p99LimitMs) reasons.push(`p99 ${p99} ms > ${s.p99LimitMs} ms`);
+  if (lost / denom > s.maxLossRatio) reasons.push(`lost ${lost} (timeouts ${r.timeouts}, errors ${errs}, missing deliveries ${Math.max(0, r.expectedDeliveries - r.delivered)})`);
+  return reasons.join('; ');
+}
+
+// ------------------------------------------------------------------------------------ pairs
+
+export interface PairsParams extends SearchParams {
+  pairs: number;
+}
+
+export interface PairsResult {
+  scenario: 'pairs';
+  setup: SetupSummary;
+  pairs: number;
+  steps: StepResult[];
+  /** Highest offered rate that passed (0 = none). */
+  maxRate: number;
+  /** false: no step failed, so maxRate is only a lower bound (raise --max-steps). */
+  bounded: boolean;
+  p99LimitMs: number;
+}
+
+export async function runPairs(target: Target, o: LoadOptions, p: PairsParams): Promise<PairsResult> {
+  const fleet = new Fleet(o.workers);
+  try {
+    const perWorker: ConnSpec[][] = Array.from({ length: fleet.size }, () => []);
+    let index = 0;
+    for (let i = 0; i < p.pairs; i++) {
+      const a = `pa${i}a`;
+      const b = `pa${i}b`;
+      const w = perWorker[i % fleet.size]!;
+      w.push({ user: a, peer: b, index: index++ });
+      w.push({ user: b, peer: a, index: index++ });
+    }
+    const setup = await setupFleet(fleet, target, o, perWorker);
+    o.log(`  pairs: ${setup.connected}/${setup.requested} sockets logged in`);
+    if (setup.connected === 0) throw new Error(`no socket logged in: ${JSON.stringify(setup.errors)}`);
+    const weights = perWorker.map((c) => c.length / Math.max(1, index));
+    if (p.warmupMs > 0) await runPhase(fleet, target, 'pairs', weights.map((w) => (p.startRate / 2) * w), p.warmupMs, p.graceMs, o.bodyBytes);
+    const { steps, maxRate, bounded } = await stepSearch(o, p, async (rate) => {
+      const ph = await runPhase(fleet, target, 'pairs', weights.map((w) => rate * w), p.durationMs, p.graceMs, o.bodyBytes);
+      const secs = p.durationMs / 1000;
+      const base = {
+        rate,
+        attempted: ph.attempted,
+        sentOk: ph.sentOk,
+        timeouts: ph.timeouts,
+        errors: ph.errors,
+        delivered: ph.delivered,
+        expectedDeliveries: ph.sentOk,
+        throughput: Math.round(ph.sentOk / secs),
+        deliveriesPerSec: Math.round(ph.delivered / secs),
+        sent: ph.sent,
+        delivery: ph.delivery,
+        server: ph.server,
+        loadgenCpuPct: ph.loadgenCpuPct,
+        maxScheduleLagMs: ph.maxScheduleLagMs,
+      };
+      const reason = lossReason(p, base, ph.sentOk > 0 ? ph.sent.p99 : undefined);
+      return { ...base, pass: reason === '', reason };
+    });
+    return { scenario: 'pairs', setup, pairs: p.pairs, steps, maxRate, bounded, p99LimitMs: p.p99LimitMs };
+  } finally {
+    await fleet.close();
+  }
+}
+
+// ------------------------------------------------------------------------------------ fanout
+
+export interface FanoutParams extends SearchParams {
+  members: number;
+}
+
+export interface FanoutResult {
+  scenario: 'fanout';
+  setup: SetupSummary;
+  members: number;
+  steps: StepResult[];
+  /** Highest offered message rate that passed, and the deliveries/s it meant. */
+  maxRate: number;
+  maxDeliveriesPerSec: number;
+  bounded: boolean;
+  p99LimitMs: number;
+}
+
+export async function runFanout(target: Target, o: LoadOptions, p: FanoutParams): Promise<FanoutResult> {
+  const fleet = new Fleet(o.workers);
+  try {
+    const perWorker: ConnSpec[][] = Array.from({ length: fleet.size }, () => []);
+    const tag = Math.random().toString(36).slice(2, 8);
+    const members: string[] = [];
+    for (let i = 0; i < p.members; i++) {
+      const user = `fo${tag}${i}`;
+      members.push(user);
+      // member 0 (the sender and group owner) is worker 0's first connection
+      perWorker[i % fleet.size]!.push({ user, index: i });
+    }
+    const setup = await setupFleet(fleet, target, o, perWorker);
+    o.log(`  fanout: ${setup.connected}/${setup.requested} members logged in`);
+    if (setup.connected < p.members) throw new Error(`only ${setup.connected}/${p.members} members logged in: ${JSON.stringify(setup.errors)}`);
+    const group = `bench${tag}`;
+    fleet.send(0, { type: 'group', group, members });
+    const g = await fleet.expect(0, 'groupDone', 60_000);
+    if (!g.ok) throw new Error(`group setup failed: ${g.error ?? '?'}`);
+    await sleep(300);
+    const recipients = p.members - 1;
+    if (p.warmupMs > 0) await runPhase(fleet, target, 'fanout', [Math.max(1, p.startRate / 2)], p.warmupMs, p.graceMs, o.bodyBytes, g.conv);
+    const { steps, maxRate, bounded } = await stepSearch(o, p, async (rate) => {
+      const ph = await runPhase(fleet, target, 'fanout', [rate], p.durationMs, p.graceMs, o.bodyBytes, g.conv);
+      const secs = p.durationMs / 1000;
+      let complete = 0;
+      const lastH: number[] = [];
+      for (const [, [n, lat]] of ph.fanout) {
+        if (n >= recipients) {
+          complete++;
+          lastH.push(lat);
+        }
+      }
+      lastH.sort((a, b) => a - b);
+      const pct = (q: number): number => (lastH.length ? Math.round(lastH[Math.min(lastH.length - 1, Math.ceil((q / 100) * lastH.length) - 1)]!) / 1000 : 0);
+      const lastDelivery: LatencySummary = {
+        count: lastH.length,
+        p50: pct(50),
+        p90: pct(90),
+        p99: pct(99),
+        p999: pct(99.9),
+        max: pct(100),
+        mean: lastH.length ? Math.round(lastH.reduce((a, b) => a + b, 0) / lastH.length) / 1000 : 0,
+      };
+      const base = {
+        rate,
+        attempted: ph.attempted,
+        sentOk: ph.sentOk,
+        timeouts: ph.timeouts,
+        errors: ph.errors,
+        delivered: ph.delivered,
+        expectedDeliveries: ph.sentOk * recipients,
+        throughput: Math.round(ph.sentOk / secs),
+        deliveriesPerSec: Math.round(ph.delivered / secs),
+        sent: ph.sent,
+        delivery: ph.delivery,
+        lastDelivery,
+        incompleteMessages: ph.sentOk - complete,
+        server: ph.server,
+        loadgenCpuPct: ph.loadgenCpuPct,
+        maxScheduleLagMs: ph.maxScheduleLagMs,
+      };
+      const reason = lossReason(p, base, complete > 0 ? lastDelivery.p99 : undefined);
+      return { ...base, pass: reason === '', reason };
+    });
+    return { scenario: 'fanout', setup, members: p.members, steps, maxRate, maxDeliveriesPerSec: maxRate * recipients, bounded, p99LimitMs: p.p99LimitMs };
+  } finally {
+    await fleet.close();
+  }
+}

@@ -1,0 +1,468 @@
+/**
+ * Load-generator worker process (forked by the coordinator). Opens many lean `ws` sockets
+ * (no permessage-deflate, no UTF-8 validation), logs them in with HS256 JWTs, then runs the
+ * phases the coordinator asks for and sends back counters and encoded HDR histograms.
+ *
+ * Latency is measured from the *intended* send time of an open-loop schedule (no coordinated
+ * omission): send→`sent` at the sender and send→`msg` at the recipient (body.ts is the
+ * intended wall-clock send time, so this also works across worker processes).
+ */
+import { performance } from 'node:perf_hooks';
+import { SignJWT } from 'jose';
+import WebSocket from 'ws';
+import { codecFor, type ClientFrame, type Codec, type ServerFrame } from './codec.ts';
+import { encode, newHistogram, recordUs, type Histogram } from './hist.ts';
+import type { ConnSpec, FromWorker, GroupMsg, PhaseMsg, PhaseResultMsg, SetupMsg, ToWorker } from './types.ts';
+
+const wall = (): number => performance.timeOrigin + performance.now();
+
+function post(msg: FromWorker): void {
+  process.send?.(msg);
+}
+
+interface Conn {
+  spec: ConnSpec;
+  ws: WebSocket;
+  open: boolean;
+  /** conv → highest seq received and not yet acked. */
+  toAck: Map<string, number>;
+  nextPingAt: number;
+}
+
+interface Waiter {
+  resolve: (f: ServerFrame) => void;
+  reject: (e: Error) => void;
+  timer: NodeJS.Timeout;
+}
+
+let setup: SetupMsg | null = null;
+let codec: Codec;
+const conns: Conn[] = [];
+/** rid → waiter, for request/answer frames outside phases (login, group_create). */
+const waiters = new Map<string, Waiter>();
+let ridCounter = 0;
+let heartbeatMs = 30000;
+
+// ---- phase state ----
+let phase: PhaseMsg | null = null;
+/** rid → intended send time (performance.now() ms). */
+const pending = new Map<string, number>();
+let sentHist: Histogram = newHistogram();
+let deliveryHist: Histogram = newHistogram();
+let pongHist: Histogram = newHistogram();
+const pingSent = new Map<string, number>();
+let attempted = 0;
+let sentOk = 0;
+let delivered = 0;
+let errors: Record<string, number> = {};
+let fanoutStats = new Map<string, [number, number]>();
+let lastDeliveryAt = 0;
+
+function countError(code: string): void {
+  errors[code] = (errors[code] ?? 0) + 1;
+}
+
+function nextRid(): string {
+  return `w${setup?.workerIndex ?? 0}-${++ridCounter}`;
+}
+
+function sendFrame(c: Conn, frame: ClientFrame): boolean {
+  if (!c.open) return false;
+  c.ws.send(codec.encode(frame));
+  return true;
+}
+
+function request(c: Conn, frame: ClientFrame, timeoutMs: number): Promise<ServerFrame> {
+  const rid = nextRid();
+  return new Promise<ServerFrame>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      waiters.delete(rid);
+      reject(new Error('timeout'));
+    }, timeoutMs);
+    waiters.set(rid, { resolve, reject, timer });
+    if (!sendFrame(c, { ...frame, rid })) {
+      clearTimeout(timer);
+      waiters.delete(rid);
+      reject(new Error('closed'));
+    }
+  });
+}
+
+function onFrame(c: Conn, f: ServerFrame): void {
+  switch (f.t) {
+    case 'sent': {
+      const rid = f.rid;
+      if (rid === undefined) return;
+      const t0 = pending.get(rid);
+      if (t0 !== undefined) {
+        pending.delete(rid);
+        sentOk++;
+        recordUs(sentHist, (performance.now() - t0) * 1000);
+      } else {
+        resolveWaiter(f);
+      }
+      return;
+    }
+    case 'msg': {
+      if (f.conv !== undefined && typeof f.seq === 'number') {
+        const prev = c.toAck.get(f.conv);
+        if (prev === undefined || f.seq > prev) c.toAck.set(f.conv, f.seq);
+      }
+      const ts = f.body?.ts;
+      // Messages of an earlier phase (late deliveries after its grace period) are ignored.
+      if (phase && typeof ts === 'number' && ts >= phase.startAt - 1) {
+        const now = wall();
+        const latUs = (now - ts) * 1000;
+        delivered++;
+        lastDeliveryAt = now;
+        recordUs(deliveryHist, latUs);
+        if (phase.kind === 'fanout' && f.cmid !== undefined) {
+          const s = fanoutStats.get(f.cmid);
+          if (s) {
+            s[0]++;
+            if (latUs > s[1]) s[1] = latUs;
+          } else {
+            fanoutStats.set(f.cmid, [1, latUs]);
+          }
+        }
+      }
+      return;
+    }
+    case 'pong': {
+      if (f.rid !== undefined) {
+        const t0 = pingSent.get(f.rid);
+        if (t0 !== undefined) {
+          pingSent.delete(f.rid);
+          recordUs(pongHist, (performance.now() - t0) * 1000);
+        }
+      }
+      return;
+    }
+    case 'error': {
+      const rid = f.rid;
+      if (rid !== undefined && pending.delete(rid)) {
+        countError(f.code ?? 'unknown');
+        return;
+      }
+      if (rid !== undefined && waiters.has(rid)) {
+        resolveWaiter(f);
+        return;
+      }
+      countError(f.code ?? 'unknown');
+      return;
+    }
+    case 'kicked':
+      countError(`kicked_${String((f as { reason?: unknown }).reason)}`);
+      return;
+    default:
+      resolveWaiter(f);
+  }
+}
+
+function resolveWaiter(f: ServerFrame): void {
+  if (f.rid === undefined) return;
+  const w = waiters.get(f.rid);
+  if (!w) return;
+  waiters.delete(f.rid);
+  clearTimeout(w.timer);
+  w.resolve(f);
+}
+
+async function token(user: string, secret: Uint8Array): Promise<string> {
+  return new SignJWT({})
+    .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
+    .setSubject(user)
+    .setIssuedAt()
+    .setExpirationTime('2h')
+    .sign(secret);
+}
+
+function sourceAddr(s: SetupMsg, index: number): string | undefined {
+  if (s.sourceAddrs.length === 0) return undefined;
+  const i = Math.floor(index / Math.max(1, s.connsPerAddr)) % s.sourceAddrs.length;
+  return s.sourceAddrs[i];
+}
+
+function connect(s: SetupMsg, spec: ConnSpec, tok: string): Promise<Conn> {
+  return new Promise<Conn>((resolve, reject) => {
+    const ws = new WebSocket(codec.url(s.url), {
+      perMessageDeflate: false,
+      skipUTF8Validation: true,
+      handshakeTimeout: 15000,
+      localAddress: sourceAddr(s, spec.index),
+    });
+    const c: Conn = { spec, ws, open: false, toAck: new Map(), nextPingAt: Number.POSITIVE_INFINITY };
+    let settled = false;
+    const fail = (reason: string): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      ws.terminate();
+      reject(new Error(reason));
+    };
+    const timer = setTimeout(() => fail('login_timeout'), 20000);
+    const login = (): void => {
+      c.open = true;
+      request(c, { t: 'login', token: tok, device: 'bench' }, 15000).then(
+        (f) => {
+          if (f.t !== 'login_ok') return fail(f.code ?? f.t);
+          if (typeof f.heartbeat_ms === 'number' && f.heartbeat_ms > 0) heartbeatMs = f.heartbeat_ms;
+          settled = true;
+          clearTimeout(timer);
+          resolve(c);
+        },
+        (e: Error) => fail(`login_${e.message}`),
+      );
+    };
+    const reply = (raw: string): void => {
+      ws.send(raw);
+    };
+    ws.on('open', () => {
+      if (codec.readyOnOpen) login();
+    });
+    ws.on('message', (data: WebSocket.RawData) => {
+      const d = codec.decode(data.toString(), reply);
+      if (d.kind === 'frame') onFrame(c, d.frame);
+      else if (d.kind === 'ready') login();
+      else if (d.kind === 'fail') {
+        if (!settled) fail(d.reason);
+        else countError(d.reason);
+      }
+    });
+    ws.on('error', (e: Error) => {
+      if (!settled) fail(`connect_${(e as NodeJS.ErrnoException).code ?? 'error'}`);
+    });
+    ws.on('close', () => {
+      if (c.open && settled) countError('closed');
+      c.open = false;
+      if (!settled) fail('closed_before_login');
+    });
+  });
+}
+
+async function doSetup(s: SetupMsg): Promise<void> {
+  setup = s;
+  codec = codecFor(s.codec);
+  const secret = new TextEncoder().encode(s.jwtSecret);
+  // Tokens are signed before the clock starts: the connect time measures the server.
+  const tokens = await Promise.all(s.conns.map((c) => token(c.user, secret)));
+  const t0 = performance.now();
+  const setupErrors: Record<string, number> = {};
+  let failed = 0;
+  let next = 0;
+  const runOne = async (): Promise<void> => {
+    for (;;) {
+      const i = next++;
+      const spec = s.conns[i];
+      if (!spec) return;
+      try {
+        conns.push(await connect(s, spec, tokens[i] ?? ''));
+      } catch (e) {
+        failed++;
+        const code = e instanceof Error ? e.message : 'error';
+        setupErrors[code] = (setupErrors[code] ?? 0) + 1;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, s.connectConcurrency) }, runOne));
+  // Only errors from the connect phase are reported here; phases count their own.
+  errors = {};
+  startBackground();
+  post({
+    type: 'setupDone',
+    workerIndex: s.workerIndex,
+    connected: conns.length,
+    failed,
+    errors: setupErrors,
+    elapsedMs: Math.round(performance.now() - t0),
+    heartbeatMs,
+  });
+}
+
+/** Pings (heartbeat) and coalesced acks for every socket, spread over time. */
+function startBackground(): void {
+  const s = setup;
+  if (!s) return;
+  const every = s.pingEveryMs > 0 ? s.pingEveryMs : heartbeatMs;
+  const now = performance.now();
+  conns.forEach((c, i) => {
+    c.nextPingAt = now + (every * (i + 1)) / conns.length;
+  });
+  const tickMs = Math.max(10, Math.min(s.ackEveryMs, 250));
+  let lastAck = now;
+  setInterval(() => {
+    const t = performance.now();
+    const doAck = t - lastAck >= s.ackEveryMs;
+    if (doAck) lastAck = t;
+    for (const c of conns) {
+      if (!c.open) continue;
+      if (t >= c.nextPingAt) {
+        c.nextPingAt = t + every;
+        const rid = nextRid();
+        pingSent.set(rid, t);
+        sendFrame(c, { t: 'ping', rid });
+      }
+      if (doAck && c.toAck.size > 0) {
+        for (const [conv, seq] of c.toAck) sendFrame(c, { t: 'ack', conv, seq });
+        c.toAck.clear();
+      }
+    }
+  }, tickMs).unref();
+}
+
+async function doGroup(g: GroupMsg): Promise<void> {
+  const owner = conns[0];
+  const conv = `g:${g.group}`;
+  if (!owner) {
+    post({ type: 'groupDone', ok: false, conv, error: 'no connection' });
+    return;
+  }
+  try {
+    const others = g.members.filter((m) => m !== owner.spec.user);
+    const chunk = 200;
+    const created = await request(owner, { t: 'group_create', group: g.group, members: others.slice(0, chunk) }, 30000);
+    if (created.t !== 'ok') throw new Error(`group_create: ${created.code ?? created.t}`);
+    for (let i = chunk; i < others.length; i += chunk) {
+      const added = await request(owner, { t: 'group_add', conv, members: others.slice(i, i + chunk) }, 30000);
+      if (added.t !== 'ok') throw new Error(`group_add: ${added.code ?? added.t}`);
+    }
+    post({ type: 'groupDone', ok: true, conv });
+  } catch (e) {
+    post({ type: 'groupDone', ok: false, conv, error: e instanceof Error ? e.message : String(e) });
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, Math.max(0, ms)));
+}
+
+async function doPhase(p: PhaseMsg): Promise<void> {
+  const s = setup;
+  if (!s) return;
+  // Reset per-phase state; late answers of the previous phase are ignored.
+  phase = p;
+  pending.clear();
+  sentHist = newHistogram();
+  deliveryHist = newHistogram();
+  pongHist = newHistogram();
+  pingSent.clear();
+  attempted = 0;
+  sentOk = 0;
+  delivered = 0;
+  errors = {};
+  fanoutStats = new Map();
+  lastDeliveryAt = 0;
+
+  const senders = p.kind === 'pairs' ? conns.filter((c) => c.spec.peer !== undefined) : p.kind === 'fanout' ? conns.slice(0, 1) : [];
+  const cpu0 = process.cpuUsage();
+  const startPerf = performance.now() + (p.startAt - wall());
+  await sleep(startPerf - performance.now());
+  const w0 = performance.now();
+  let maxLag = 0;
+  const pad = 'x'.repeat(Math.max(0, p.bodyBytes - 20));
+
+  if (p.rate > 0 && senders.length > 0) {
+    const total = Math.floor((p.rate * p.durationMs) / 1000);
+    const intervalMs = 1000 / p.rate;
+    let k = 0;
+    let rr = 0;
+    await new Promise<void>((resolve) => {
+      const tick = (): void => {
+        const now = performance.now();
+        const due = Math.min(total, Math.floor((now - startPerf) / intervalMs) + 1);
+        if (k < due) {
+          const lag = now - (startPerf + k * intervalMs);
+          if (lag > maxLag) maxLag = lag;
+        }
+        while (k < due) {
+          const intended = startPerf + k * intervalMs;
+          k++;
+          const c = senders[rr];
+          rr = (rr + 1) % senders.length;
+          if (!c) continue;
+          attempted++;
+          if (!c.open) {
+            countError('closed');
+            continue;
+          }
+          const rid = nextRid();
+          pending.set(rid, intended);
+          const body = { ts: performance.timeOrigin + intended, pad };
+          const frame: ClientFrame = p.kind === 'fanout' ? { t: 'send', rid, conv: p.conv, cmid: rid, body } : { t: 'send', rid, to: c.spec.peer, cmid: rid, body };
+          c.ws.send(codec.encode(frame));
+        }
+        if (k >= total) {
+          clearInterval(timer);
+          resolve();
+        }
+      };
+      const timer = setInterval(tick, 1);
+      tick();
+    });
+  } else {
+    await sleep(startPerf + p.durationMs - performance.now());
+  }
+
+  // Grace: wait for outstanding answers and deliveries, bounded.
+  const graceEnd = performance.now() + p.graceMs;
+  while (performance.now() < graceEnd) {
+    const answered = pending.size === 0;
+    const quiet = lastDeliveryAt === 0 ? performance.now() - w0 > p.durationMs + 300 : wall() - lastDeliveryAt > 300;
+    if (p.kind === 'pairs' && answered && delivered >= sentOk) break;
+    if (p.kind === 'fanout' && answered && quiet) break;
+    if (p.kind === 'idle') break;
+    await sleep(20);
+  }
+  const timeouts = pending.size;
+  pending.clear();
+  const cpu = process.cpuUsage(cpu0);
+  const msg: PhaseResultMsg = {
+    type: 'phaseResult',
+    workerIndex: s.workerIndex,
+    phaseId: p.phaseId,
+    attempted,
+    sentOk,
+    timeouts,
+    errors,
+    delivered,
+    sentHist: encode(sentHist),
+    deliveryHist: encode(deliveryHist),
+    pongHist: encode(pongHist),
+    fanout: [...fanoutStats].map(([cmid, [n, lat]]) => [cmid, n, Math.round(lat)]),
+    maxScheduleLagMs: Math.round(maxLag * 10) / 10,
+    cpuMs: Math.round((cpu.user + cpu.system) / 1000),
+    wallMs: Math.round(performance.now() - w0),
+    openSockets: conns.filter((c) => c.open).length,
+  };
+  phase = null;
+  post(msg);
+}
+
+function doClose(): void {
+  for (const c of conns) {
+    c.open = false;
+    c.ws.terminate();
+  }
+  post({ type: 'closed', workerIndex: setup?.workerIndex ?? -1 });
+  setTimeout(() => process.exit(0), 50);
+}
+
+process.on('message', (raw: unknown) => {
+  const m = raw as ToWorker;
+  const run = async (): Promise<void> => {
+    switch (m.type) {
+      case 'setup':
+        return doSetup(m);
+      case 'group':
+        return doGroup(m);
+      case 'phase':
+        return doPhase(m);
+      case 'close':
+        return doClose();
+    }
+  };
+  run().catch((e: unknown) => {
+    post({ type: 'fatal', workerIndex: setup?.workerIndex ?? -1, message: e instanceof Error ? (e.stack ?? e.message) : String(e) });
+  });
+});
+process.on('disconnect', () => process.exit(0));
