@@ -1,19 +1,23 @@
 /**
  * One chat node: opens the record, starts the actor system (Persistence, Conversation,
- * UserSession and the session directory), and the gateway in front. `startNode` is what
- * main.ts runs and what in-process tests start; `ChatNode.shutdown` is the SIGTERM path.
+ * UserSession and the session directory), joins the cluster when IM_NATS_URL is set, and puts
+ * the gateway in front. `startNode` is what main.ts runs and what in-process tests start;
+ * `ChatNode.shutdown` is the SIGTERM path.
  */
 import { modeOf, type NodeConfig } from './cluster.config.ts';
 import { createLogger, type Logger } from './core/logger.ts';
 import { Metrics } from './core/metrics.ts';
 import { Snowflake } from './core/snowflake.ts';
+import type { ConversationService } from './actors/conversation-protocol.ts';
 import { ConversationRegistry } from './actors/conversation-registry.ts';
+import type { Delivery } from './actors/delivery.ts';
 import { LocalDelivery } from './actors/local-delivery.ts';
 import { PersistencePool } from './actors/persistence-actor.ts';
 import { SessionDirectory, type SessionEntry } from './actors/session-directory.ts';
 import { SessionManager } from './actors/session-manager.ts';
 import { createActorSystem, type ActorSystem } from './actors/system.ts';
 import type { Connection } from './actors/user-session.ts';
+import type { ClusterRuntime } from './cluster/cluster-runtime.ts';
 import { Gateway } from './gateway/server.ts';
 import { openDatabase, type Database } from './persistence/database.ts';
 import { MessageStore } from './persistence/message-store.ts';
@@ -34,19 +38,33 @@ export async function startNode(config: NodeConfig, log: Logger = createLogger(c
   const mode = modeOf(config);
   let db: Database | null = null;
   let system: ActorSystem | null = null;
+  let cluster: ClusterRuntime | null = null;
   try {
     db = await openDatabase({ mysqlUrl: config.mysqlUrl, dataDir: config.dataDir });
     const store = new MessageStore(db);
     system = await createActorSystem();
     const root = system.root;
-    const snowflake = new Snowflake(0);
+    const directory = new SessionDirectory();
+    const local = new LocalDelivery(directory);
+    // Late-bound: presence kicks sessions, and sessions need the conversation routing built after it.
+    let sessions: SessionManager | null = null;
+    if (mode === 'cluster') {
+      const { startClusterRuntime } = await import('./cluster/cluster-runtime.ts');
+      cluster = await startClusterRuntime(config, log, (user, device) => sessions?.kickLocal(user, device, 'replaced'));
+    }
+    const snowflake = new Snowflake(cluster ? cluster.lease.worker : 0);
     const persistence = await PersistencePool.start(root, store, log, metrics, {
       writers: config.persistenceWriters, maxRows: config.commitMaxRows, maxDelayMs: config.commitMaxDelayMs, cursorFlushMs: config.cursorFlushMs,
     });
-    const directory = new SessionDirectory();
-    const delivery = new LocalDelivery(directory);
+    let delivery: Delivery = local;
+    if (cluster) {
+      const { ClusterDelivery } = await import('./cluster/cluster-delivery.ts');
+      const cd = new ClusterDelivery(cluster.self, local, cluster.presence, cluster.nats);
+      cd.listen();
+      delivery = cd;
+    }
     const moveCursor = (conv: string, user: string, ack?: number, read?: number) => persistence.cursors.move(conv, user, ack, read);
-    const conversations = await ConversationRegistry.start(root, {
+    const registry = await ConversationRegistry.start(root, {
       store,
       write: (row) => persistence.write(row),
       delivery,
@@ -56,23 +74,40 @@ export async function startNode(config: NodeConfig, log: Logger = createLogger(c
       recallWindowMs: config.recallWindowMs,
       log,
     }, config.convIdleMs, metrics, log);
-    const sessions = await SessionManager.start(root, directory, {
+    let conversations: ConversationService = registry;
+    if (cluster) {
+      const { ClusterConversations } = await import('./cluster/cluster-conversations.ts');
+      const cc = new ClusterConversations(cluster.self, registry, cluster.membership, cluster.nats, config.clusterRequestTimeoutMs, log);
+      cc.listen();
+      conversations = cc;
+    }
+    sessions = await SessionManager.start(root, directory, {
       config, log, metrics, store, conversations, moveCursor,
       pendingAck: (conv, user) => persistence.pendingAck(conv, user),
       deliveredReceipt: (_conv, toUser, json) => delivery.event([toUser], json),
       nodeId: config.nodeId,
     }, metrics, config.sessionShards);
+    const sm = sessions;
 
-    let storeUp = true;
     const gateway = new Gateway(config, {
-      openSession: (user: string, device: string, conn: Connection) => sessions.open(user, device, conn),
-      closeSession: (entry: SessionEntry) => sessions.close(entry),
+      openSession: async (user: string, device: string, conn: Connection) => {
+        const entry = await sm.open(user, device, conn);
+        // In a cluster the login is known to every node before the backlog is read (see Presence).
+        if (cluster) await cluster.presence.announce(user, device, true);
+        return entry;
+      },
+      closeSession: (entry: SessionEntry) => {
+        const wasCurrent = directory.get(entry.session.user, entry.session.device)?.session === entry.session;
+        sm.close(entry);
+        if (cluster && wasCurrent) void cluster.presence.announce(entry.session.user, entry.session.device, false);
+      },
       healthy: async () => {
-        storeUp = await withTimeout(store.ping().then(() => true, () => false), 1000, false);
-        return storeUp;
+        const dbUp = await withTimeout(store.ping().then(() => true, () => false), 1000, false);
+        return dbUp && (!cluster || cluster.nats.connected);
       },
       metricsText: () => metrics.registry.metrics(),
     }, log, metrics);
+    if (cluster) await cluster.settle();
     const port = await gateway.listen();
     log.info({ port, mode, engine: gateway.engine, db: db.dialect, dataDir: mode === 'embedded' ? config.dataDir : undefined }, 'node listening');
 
@@ -84,9 +119,14 @@ export async function startNode(config: NodeConfig, log: Logger = createLogger(c
         // Commits in flight finish and their `sent` answers go out before the sockets close.
         await withTimeout(persistence.drain(), config.shutdownGraceMs, undefined);
         await new Promise((r) => setImmediate(r));
-        sessions.kickAll('shutdown');
+        const devices = [...directory.all()].map((e) => ({ user: e.session.user, device: e.session.device }));
+        sm.kickAll('shutdown');
         gateway.closeAll();
-        conversations.stop();
+        registry.stop();
+        if (cluster) {
+          await cluster.presence.clearSelf(devices);
+          await cluster.stop();
+        }
         await system!.destroy().catch(() => undefined);
         await db!.close();
         log.info('stopped');
@@ -95,6 +135,7 @@ export async function startNode(config: NodeConfig, log: Logger = createLogger(c
     };
     return { config, port, log, shutdown };
   } catch (e) {
+    await cluster?.stop().catch(() => undefined);
     await system?.destroy().catch(() => undefined);
     await db?.close().catch(() => undefined);
     throw e;

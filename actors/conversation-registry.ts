@@ -7,6 +7,7 @@ import { fnv1a } from '../core/hash.ts';
 import type { Logger } from '../core/logger.ts';
 import type { Metrics } from '../core/metrics.ts';
 import { ProtocolError, isProtocolError } from '../protocol/errors.ts';
+import { parseConvId } from '../protocol/ids.ts';
 import type { ConvReply, ConvRequest, ConversationService, WireReply } from './conversation-protocol.ts';
 import { ConversationCore, type ConversationDeps } from './conversation.ts';
 import { Supervisor, spawn, type ActorRef, type ParentActor, type SelfActor } from './system.ts';
@@ -51,9 +52,14 @@ export class ConversationRegistry implements ConversationService {
   }
 
   async request<R extends ConvRequest>(req: R): Promise<ConvReply<R['op']>> {
-    const a = this.activate(req.conv);
-    const ref = await a.actor;
-    return unwrap(await ref.sendAndReceive('request', req) as WireReply);
+    return unwrap(await this.requestWire(req));
+  }
+
+  /** The request as the actor answers it: what another node gets back over NATS. */
+  async requestWire(req: ConvRequest): Promise<WireReply> {
+    if (!parseConvId(req.conv)) return { error: { code: 'bad_request', message: `"${String(req.conv).slice(0, 80)}" is not a conversation id` } };
+    const ref = await this.activate(req.conv).actor;
+    return await ref.sendAndReceive('request', req) as WireReply;
   }
 
   /** The live core of a conversation on this node, creating its actor if needed. */
