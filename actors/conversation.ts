@@ -205,6 +205,8 @@ export class ConversationCore {
         this.failed.push(job);
         if (!(e instanceof DuplicateKeyError)) this.deps.log.warn({ conv: this.id, seq, err: String(e) }, 'message write failed');
         this.beginRecovery(e);
+        // This may have been the last write in flight of a recovery already begun.
+        this.maybeFinishRecovery();
       },
     );
   }
@@ -223,7 +225,6 @@ export class ConversationCore {
     this.recovering = new Promise<void>((r) => { finish = r; });
     this.recoveryCause = cause;
     this.finishRecovery = finish;
-    this.maybeFinishRecovery();
   }
 
   private recoveryCause: unknown = null;

@@ -105,9 +105,15 @@ export class MessageStore {
         await this.db.connection.execute(sql, params, 'run', trx);
       });
     } catch (e) {
-      if (e instanceof UniqueConstraintViolationException) throw new DuplicateKeyError(e.message);
-      throw e;
+      throw this.classify(e);
     }
+  }
+
+  /** Raw driver errors (SqliteError, mysql2's) become DuplicateKeyError when a unique key refused the write. */
+  private classify(e: unknown): unknown {
+    if (!(e instanceof Error)) return e;
+    const converted = e instanceof UniqueConstraintViolationException ? e : this.db.orm.em.getDriver().convertException(e);
+    return converted instanceof UniqueConstraintViolationException ? new DuplicateKeyError(e.message) : e;
   }
 
   async loadConversation(conv: string): Promise<ConversationRecord | null> {
@@ -147,8 +153,7 @@ export class MessageStore {
         await this.insertMembers(conv, owner, members, now, trx);
       });
     } catch (e) {
-      if (e instanceof UniqueConstraintViolationException) throw new DuplicateKeyError(e.message);
-      throw e;
+      throw this.classify(e);
     }
   }
 
