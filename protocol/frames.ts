@@ -12,13 +12,38 @@ const conv = z.string().min(3).max(140);
 const seq = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 const cmid = z.string().min(1).max(64);
 const members = z.array(name).max(10_000);
+/**
+ * Deepest nesting accepted in a message body. JSON.parse copes with any depth that fits in a
+ * frame, but the recursive JSON.stringify on the way to storage overflows the stack at a few
+ * thousand levels (an `internal` error); refuse such bodies up front as bad_request.
+ */
+export const MAX_BODY_DEPTH = 512;
+
+/** Nesting depth of a parsed JSON value (a scalar is 0), measured without recursion; stops past `limit`. */
+export function jsonDepth(value: unknown, limit = Infinity): number {
+  let max = 0;
+  const stack: Array<[unknown, number]> = [[value, 0]];
+  while (stack.length > 0) {
+    const [v, d] = stack.pop()!;
+    if (v === null || typeof v !== 'object') continue;
+    const depth = d + 1;
+    if (depth > max) max = depth;
+    if (max > limit) return max;
+    for (const child of Array.isArray(v) ? v : Object.values(v as Record<string, unknown>)) {
+      if (child !== null && typeof child === 'object') stack.push([child, depth]);
+    }
+  }
+  return max;
+}
 
 export const clientFrameSchema = z.discriminatedUnion('t', [
   z.object({ t: z.literal('login'), rid, token: z.string().min(1).max(8192), device: name.optional() }),
   z.object({ t: z.literal('ping'), rid: rid.optional() }),
   z.object({
     t: z.literal('send'), rid, to: name.optional(), conv: conv.optional(), cmid,
-    body: z.unknown().refine((b) => b !== undefined, 'body is required'),
+    body: z.unknown()
+      .refine((b) => b !== undefined, 'body is required')
+      .refine((b) => jsonDepth(b, MAX_BODY_DEPTH) <= MAX_BODY_DEPTH, `is nested deeper than ${MAX_BODY_DEPTH} levels`),
     kind: z.string().min(1).max(32).optional(),
   }),
   z.object({ t: z.literal('ack'), conv, seq }),
