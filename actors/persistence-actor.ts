@@ -32,6 +32,7 @@ export class PersistencePool {
 
   private constructor(private readonly store: MessageStore, private readonly log: Logger, private readonly metrics: Metrics, private readonly opts: PersistenceOptions) {
     this.cursors = new CursorBuffer(store, opts.cursorFlushMs, (e) => log.warn({ err: String(e) }, 'cursor flush failed; will retry'));
+    store.setPendingCursors((conv, user) => this.cursors.pending(conv, user));
   }
 
   static async start(parent: ParentActor, store: MessageStore, log: Logger, metrics: Metrics, opts: PersistenceOptions): Promise<PersistencePool> {

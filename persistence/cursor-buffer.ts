@@ -12,6 +12,8 @@ export interface CursorSink {
 
 export class CursorBuffer {
   private moves = new Map<string, CursorMove>();
+  /** Moves being written by the running flush: still pending until the write completes. */
+  private writing = new Map<string, CursorMove>();
   private lastSeqs = new Map<string, number>();
   private timer: NodeJS.Timeout | null = null;
   private flushing: Promise<void> | null = null;
@@ -29,7 +31,15 @@ export class CursorBuffer {
 
   /** The buffered (not yet written) ack cursor, or 0. */
   pendingAck(conv: string, user: string): number {
-    return this.moves.get(`${conv}\u0000${user}`)?.ack ?? 0;
+    return this.pending(conv, user).ack;
+  }
+
+  /** Buffered or being-written cursors of (conv, user), 0 where none: reads merge these with the record. */
+  pending(conv: string, user: string): { ack: number; read: number } {
+    const key = `${conv}\u0000${user}`;
+    const a = this.moves.get(key);
+    const b = this.writing.get(key);
+    return { ack: Math.max(a?.ack ?? 0, b?.ack ?? 0), read: Math.max(a?.read ?? 0, b?.read ?? 0) };
   }
 
   lastSeq(conv: string, seq: number): void {
@@ -46,6 +56,7 @@ export class CursorBuffer {
     if (this.moves.size === 0 && this.lastSeqs.size === 0) return;
     const moves = [...this.moves.values()];
     const lastSeqs = this.lastSeqs;
+    this.writing = this.moves;
     this.moves = new Map();
     this.lastSeqs = new Map();
     this.flushing = (async () => {
@@ -57,6 +68,8 @@ export class CursorBuffer {
         for (const m of moves) this.move(m.conv, m.user, m.ack, m.read);
         for (const [c, s] of lastSeqs) this.lastSeq(c, s);
         this.onError(e);
+      } finally {
+        this.writing = new Map();
       }
     })();
     try { await this.flushing; } finally { this.flushing = null; }

@@ -71,11 +71,20 @@ function toStored(r: Row): StoredMessage {
 
 const MSG_COLS = 'conversation_id, seq, mid, sender_id, cmid, kind, body, created_at, recalled_at';
 
+/** Cursor moves accepted but not yet written (see CursorBuffer): reads of cursors merge them in. */
+export type PendingCursors = (conv: string, user: string) => { ack: number; read: number };
+
 export class MessageStore {
   private readonly dialect: Dialect;
+  private pendingCursors: PendingCursors | null = null;
 
   constructor(private readonly db: Database) {
     this.dialect = db.dialect;
+  }
+
+  /** Called by the owner of the write-behind cursor buffer so cursor reads include its moves. */
+  setPendingCursors(fn: PendingCursors | null): void {
+    this.pendingCursors = fn;
   }
 
   private all(sql: string, params: unknown[] = []): Promise<Row[]> {
@@ -216,7 +225,12 @@ export class MessageStore {
       `SELECT cm.conversation_id AS conv, cm.ack_seq, cm.read_seq,
               (SELECT MAX(m.seq) FROM message m WHERE m.conversation_id = cm.conversation_id) AS last_seq
          FROM conversation_member cm WHERE cm.user_id = ? ORDER BY cm.conversation_id`, [user]);
-    return rows.map((r) => ({ conv: str(r.conv), lastSeq: r.last_seq == null ? 0 : num(r.last_seq), ackSeq: num(r.ack_seq), readSeq: num(r.read_seq) }));
+    return rows.map((r) => {
+      const conv = str(r.conv);
+      // Cursors are written lazily: a move acknowledged a moment ago may not be in the record yet.
+      const p = this.pendingCursors?.(conv, user) ?? { ack: 0, read: 0 };
+      return { conv, lastSeq: r.last_seq == null ? 0 : num(r.last_seq), ackSeq: Math.max(num(r.ack_seq), p.ack), readSeq: Math.max(num(r.read_seq), p.read) };
+    });
   }
 
   /** Applies coalesced cursor moves; cursors only ever move forward. */
