@@ -56,6 +56,8 @@ interface SendJob {
 export class ConversationCore {
   readonly parsed: ParsedConv;
   private members = new Map<string, 'owner' | 'member'>();
+  /** Members' read cursors as far as this conversation knows them (receipts announce only forward moves). */
+  private readonly readCursors = new Map<string, number>();
   private exists = false;
   private lastSeq = 0;
   private readonly sentWindow = new Map<string, SendResult>();
@@ -94,7 +96,10 @@ export class ConversationCore {
     this.members.clear();
     if (rec) {
       this.exists = true;
-      for (const m of rec.members) this.members.set(m.user, m.role);
+      for (const m of rec.members) {
+        this.members.set(m.user, m.role);
+        if (m.readSeq) this.readCursors.set(m.user, Math.max(m.readSeq, this.readCursors.get(m.user) ?? 0));
+      }
       this.lastSeq = rec.maxSeq;
       const recent = await this.deps.store.recentSent(this.id, Math.min(256, CMID_WINDOW));
       for (const r of recent.reverse()) this.remember(r);
@@ -215,6 +220,7 @@ export class ConversationCore {
     this.deps.noteLastSeq(this.id, row.seq);
     // Sending moves the sender's own cursors to the message.
     this.deps.moveCursor(this.id, row.from, row.seq, row.seq);
+    if (row.seq > (this.readCursors.get(row.from) ?? 0)) this.readCursors.set(row.from, row.seq);
     const json = msgJson(row);
     this.deps.delivery.message(this.memberList, { conv: this.id, seq: row.seq, json }, { user: row.from, device });
   }
@@ -307,6 +313,9 @@ export class ConversationCore {
   private read(user: string, seq: number): Record<string, never> {
     this.requireMember(user);
     const upTo = Math.min(seq, this.lastSeq);
+    // Cursors only move forward: a read at or below the known cursor moves nothing and announces nothing.
+    if (upTo <= (this.readCursors.get(user) ?? 0)) return {};
+    this.readCursors.set(user, upTo);
     this.deps.moveCursor(this.id, user, undefined, upTo);
     this.deps.delivery.event(this.memberList, JSON.stringify({ t: 'receipt', conv: this.id, user, read: upTo }), user);
     return {};

@@ -33,7 +33,7 @@ export interface StoredMessage {
   recalledAt: number | null;
 }
 
-export interface MemberRecord { user: string; role: 'owner' | 'member' }
+export interface MemberRecord { user: string; role: 'owner' | 'member'; /** The member's read cursor in the record. */ readSeq?: number }
 
 export interface ConversationRecord {
   id: string;
@@ -134,8 +134,12 @@ export class MessageStore {
   }
 
   async members(conv: string): Promise<MemberRecord[]> {
-    const rows = await this.all('SELECT user_id, role FROM conversation_member WHERE conversation_id = ? ORDER BY user_id', [conv]);
-    return rows.map((r) => ({ user: str(r.user_id), role: str(r.role) === 'owner' ? 'owner' : 'member' }));
+    const rows = await this.all('SELECT user_id, role, read_seq FROM conversation_member WHERE conversation_id = ? ORDER BY user_id', [conv]);
+    return rows.map((r) => {
+      const user = str(r.user_id);
+      const readSeq = Math.max(num(r.read_seq ?? 0), this.pendingCursors?.(conv, user).read ?? 0);
+      return { user, role: str(r.role) === 'owner' ? 'owner' : 'member', readSeq };
+    });
   }
 
   async maxSeq(conv: string): Promise<number> {
