@@ -42,6 +42,8 @@ type Ws = WebSocket<SocketState>;
 /** Most frames buffered while a login is verified; a client that floods then is closed. */
 const MAX_QUEUED = 256;
 const BAD_WINDOW_MS = 10_000;
+/** Frames up to this size are read whole so that an oversized one can be answered with too_large. */
+const OVERSIZE_HEADROOM_BYTES = 1024 * 1024;
 
 export class Gateway {
   readonly engine: Engine;
@@ -62,8 +64,11 @@ export class Gateway {
     const { config } = this;
     const app = this.uws.App();
     app.ws<SocketState>('/ws', {
-      // uWS closes oversized frames itself without a word; give it headroom so we can answer too_large first.
-      maxPayloadLength: config.maxFrameBytes * 2 + 1024,
+      // uWS closes frames over maxPayloadLength itself, without a word (close 1009): give it headroom
+      // so that oversized frames a client may plausibly send (a pasted file as body) are answered
+      // too_large first and the client learns not to resend them. Only beyond the headroom is the
+      // close silent.
+      maxPayloadLength: Math.max(config.maxFrameBytes * 2 + 1024, OVERSIZE_HEADROOM_BYTES),
       idleTimeout: 0, // heartbeat deadlines are ours (see sweep), in ms rather than uWS's seconds
       sendPingsAutomatically: false,
       maxBackpressure: 16 * 1024 * 1024,
