@@ -13,6 +13,7 @@ const dec = new TextDecoder();
 export class NatsTransport {
   private up = false;
   private subs: Subscription[] = [];
+  private readonly reconnectListeners: Array<() => void> = [];
 
   private constructor(private readonly nc: NatsConnection, private readonly log: Logger) {
     this.up = true;
@@ -41,8 +42,17 @@ export class NatsTransport {
   private async watch(): Promise<void> {
     for await (const s of this.nc.status()) {
       if (s.type === 'disconnect') { this.up = false; this.log.warn({ data: String(s.data) }, 'NATS disconnected'); }
-      if (s.type === 'reconnect') { this.up = true; this.log.info({ data: String(s.data) }, 'NATS reconnected'); }
+      if (s.type === 'reconnect') {
+        this.up = true;
+        this.log.info({ data: String(s.data) }, 'NATS reconnected');
+        for (const l of this.reconnectListeners) l();
+      }
     }
+  }
+
+  /** Called after every reconnect (subscriptions are back by then); messages sent while down were lost. */
+  onReconnect(l: () => void): void {
+    this.reconnectListeners.push(l);
   }
 
   publish(subject: string, value: unknown): void {

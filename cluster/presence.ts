@@ -1,7 +1,9 @@
 /**
  * The cluster directory: user → device → node. Every node keeps a full replica in memory, so
  * fan-out needs no lookup per message; Redis (hash `im:presence`) holds the shared copy a
- * starting node loads. Entries of nodes that are not live are ignored and pruned.
+ * starting node loads. Entries of nodes that are not live are ignored and pruned; when a node
+ * joins or rejoins the live set (or its NATS connection comes back) the peers exchange their
+ * lists of local devices, so nothing pruned or announced during an outage stays missing.
  *
  * A login is announced as a request to every live node and awaited before the session reads
  * its backlog: once a node has answered, every message it commits afterwards reaches the new
@@ -14,6 +16,9 @@ import type { NatsTransport } from './nats-transport.ts';
 import { subjects } from './subjects.ts';
 
 interface Change { user: string; device: string; node: string; on: boolean }
+interface Snapshot { node: string; devices: Array<[string, string]> }
+/** `back`: the asker wants to be pulled in return (it was disconnected). */
+interface SnapshotRequest { from: string; back: boolean }
 
 const KEY = 'im:presence';
 const DEL_IF = `if redis.call('hget', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('hdel', KEYS[1], ARGV[1]) end return 0`;
@@ -34,7 +39,26 @@ export class Presence {
 
   async start(): Promise<void> {
     this.nats.subscribe<Change>(subjects.presence(this.self), (c) => { this.apply(c); return {}; });
-    this.membership.onChange((live) => this.prune(new Set(live)));
+    this.nats.subscribe<SnapshotRequest>(subjects.presenceSnapshot(this.self), (r) => {
+      // The asker was cut off: what it announced meanwhile never reached us, so pull it too.
+      if (r && r.back === true && typeof r.from === 'string' && r.from !== this.self) void this.pull(r.from, false);
+      return this.snapshot();
+    });
+    // Announcements made or due while this node's NATS connection was down are lost both ways:
+    // exchange full lists with every live peer.
+    this.nats.onReconnect(() => {
+      for (const n of this.membership.liveNodes()) if (n !== this.self) void this.pull(n, true);
+    });
+    this.membership.onChange((live, before) => {
+      this.prune(new Set(live));
+      // A peer that (re)joins the live set may hold devices we never heard of or pruned while
+      // it looked dead (NATS outage, pause longer than the TTL): ask it for its list.
+      const had = new Set(before);
+      for (const n of live) if (n !== this.self && !had.has(n)) void this.pull(n);
+    });
+    // Refill the shared copy after Redis lost it (restart without persistence): nodes that
+    // start later bootstrap from it.
+    this.redis.on('ready', () => void this.rewriteOwn());
     try {
       const all = await this.redis.hgetall(KEY);
       for (const [field, node] of Object.entries(all)) {
@@ -44,6 +68,8 @@ export class Presence {
     } catch (e) {
       this.log.warn({ err: String(e) }, 'presence bootstrap from Redis failed; learning from announcements');
     }
+    // The peers' own lists are authoritative (Redis may have lost entries): start with them.
+    await Promise.all(this.membership.liveNodes().filter((n) => n !== this.self).map((n) => this.pull(n)));
   }
 
   private set(user: string, device: string, node: string): void {
@@ -61,6 +87,41 @@ export class Presence {
     } else if (m && m.get(c.device) === c.node) {
       m.delete(c.device);
       if (m.size === 0) this.byUser.delete(c.user);
+    }
+  }
+
+  /** The devices connected to this node, for a peer that pulls them. */
+  private snapshot(): Snapshot {
+    const devices: Array<[string, string]> = [];
+    for (const [u, m] of this.byUser) for (const [d, n] of m) if (n === this.self) devices.push([u, d]);
+    return { node: this.self, devices };
+  }
+
+  /** Merges a peer's devices; an entry that already points at another live node is newer and stays. */
+  private async pull(node: string, back = false): Promise<void> {
+    try {
+      const req: SnapshotRequest = { from: this.self, back };
+      const snap = await this.nats.request<Snapshot>(subjects.presenceSnapshot(node), req, this.timeoutMs);
+      if (!snap || !Array.isArray(snap.devices) || !this.membership.isLive(node)) return;
+      for (const [u, d] of snap.devices) {
+        const cur = this.byUser.get(u)?.get(d);
+        if (cur === undefined || cur === node || !this.membership.isLive(cur)) this.set(u, d, node);
+      }
+    } catch (e) {
+      this.log.warn({ peer: node, err: String(e) }, 'presence snapshot from peer failed; relying on announcements');
+    }
+  }
+
+  private async rewriteOwn(): Promise<void> {
+    const { devices } = this.snapshot();
+    if (devices.length === 0) return;
+    try {
+      for (let i = 0; i < devices.length; i += 500) {
+        const args = devices.slice(i, i + 500).flatMap(([u, d]) => [`${u}\u0000${d}`, this.self]);
+        await this.redis.hset(KEY, ...args);
+      }
+    } catch (e) {
+      this.log.warn({ err: String(e) }, 'rewriting presence to Redis failed');
     }
   }
 

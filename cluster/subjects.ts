@@ -10,6 +10,8 @@ export const subjects = {
   deliver: (id: string) => `im.deliver.${id}`,
   /** Presence changes, as requests to each node so the sender knows they are applied. */
   presence: (id: string) => `im.presence.${id}`,
+  /** Request the devices connected to node `id` (when it joins or rejoins the live set). */
+  presenceSnapshot: (id: string) => `im.presence-snapshot.${id}`,
 } as const;
 
 /** Node ids become subject tokens: keep them to characters NATS accepts there. */
