@@ -22,6 +22,9 @@ export class WorkerLease {
         const lease = new WorkerLease(n, redis, node, ttlMs, log);
         lease.timer = setInterval(() => void lease.renew(), ttlMs / 3);
         lease.timer.unref();
+        // Redis restarted without persistence has forgotten the lease: take it back at once,
+        // before a starting node can be handed the same number.
+        redis.on('ready', () => void lease.renew());
         return lease;
       }
     }
