@@ -17,6 +17,8 @@ export interface TargetResult {
   status: 'ok' | 'failed';
   error?: string;
   url?: string;
+  /** 1-minute load average when the target started (other processes on the machine count). */
+  loadAvg1?: number;
   idle?: IdleResult | ScenarioFailure;
   pairs?: PairsResult | ScenarioFailure;
   fanout?: FanoutResult | ScenarioFailure;
@@ -35,6 +37,7 @@ export interface BenchReport {
     cpuModel: string;
     memoryGB: number;
     loadAvgAtStart: number[];
+    loadAvgAtEnd: number[];
     openFilesLimit: number;
     gitCommit: string;
   };
@@ -129,7 +132,7 @@ export function renderMarkdown(r: BenchReport, svgName: string): string {
 
   L.push(`# Benchmark ${r.startedAt}`, '');
   L.push(
-    `Node ${r.environment.node}, ${r.environment.cpus} × ${r.environment.cpuModel}, ${r.environment.memoryGB} GB, load average at start ${r.environment.loadAvgAtStart.map((x) => x.toFixed(2)).join(' / ')}, commit ${r.environment.gitCommit}. ` +
+    `Node ${r.environment.node}, ${r.environment.cpus} × ${r.environment.cpuModel}, ${r.environment.memoryGB} GB, load average at start ${r.environment.loadAvgAtStart.map((x) => x.toFixed(2)).join(' / ')} and at end ${r.environment.loadAvgAtEnd.map((x) => x.toFixed(2)).join(' / ')}, commit ${r.environment.gitCommit}. ` +
       `Load generator: ${r.settings.load.workers} worker processes (lean \`ws\` clients, no compression) on the same machine as the server. Run took ${fmt(r.durationSeconds)} s.`,
     '',
   );
@@ -145,16 +148,16 @@ export function renderMarkdown(r: BenchReport, svgName: string): string {
     '',
   );
 
-  L.push('| target | pairs max msg/s | × ceiling | sent p99 ms | × ceiling | delivery p99 ms | server CPU % at max | fanout max deliveries/s | × ceiling | last-delivery p99 ms | × ceiling | idle RSS KB/socket | × ceiling | idle CPU % | logins/s |');
-  L.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+  L.push('| target | pairs max msg/s | × ceiling | sent p99 ms | × ceiling | delivery p99 ms | server CPU % at max | fanout max deliveries/s | × ceiling | last-delivery p99 ms | × ceiling | idle RSS KB/socket | × ceiling | idle CPU % | logins/s | load avg 1m |');
+  L.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const t of r.targets) {
     if (t.status === 'failed') {
-      L.push(`| ${t.name} | failed | | | | | | | | | | | | | |`);
+      L.push(`| ${t.name} | failed | | | | | | | | | | | | | | ${fmt(t.loadAvg1, 2)} |`);
       continue;
     }
     const x = rowOf(t, pairsRef, fanoutRef);
     L.push(
-      `| ${t.name} | ${x.pairsBounded ? '' : '≥ '}${fmt(x.pairsMax)} | ${ratio(x.pairsMax, c?.pairsMax)} | ${fmt(x.sentP99, 2)} | ${ratio(x.sentP99, c?.sentP99)} | ${fmt(x.deliveryP99, 2)} | ${fmt(x.serverCpuAtMax, 0)} | ${x.fanoutBounded ? '' : '≥ '}${fmt(x.fanoutMax)} | ${ratio(x.fanoutMax, c?.fanoutMax)} | ${fmt(x.lastP99, 2)} | ${ratio(x.lastP99, c?.lastP99)} | ${fmt(x.rssPerConn, 1)} | ${ratio(x.rssPerConn, c?.rssPerConn)} | ${fmt(x.idleCpu, 1)} | ${fmt(x.logins)} |`,
+      `| ${t.name} | ${x.pairsBounded ? '' : '≥ '}${fmt(x.pairsMax)} | ${ratio(x.pairsMax, c?.pairsMax)} | ${fmt(x.sentP99, 2)} | ${ratio(x.sentP99, c?.sentP99)} | ${fmt(x.deliveryP99, 2)} | ${fmt(x.serverCpuAtMax, 0)} | ${x.fanoutBounded ? '' : '≥ '}${fmt(x.fanoutMax)} | ${ratio(x.fanoutMax, c?.fanoutMax)} | ${fmt(x.lastP99, 2)} | ${ratio(x.lastP99, c?.lastP99)} | ${fmt(x.rssPerConn, 1)} | ${ratio(x.rssPerConn, c?.rssPerConn)} | ${fmt(x.idleCpu, 1)} | ${fmt(x.logins)} | ${fmt(t.loadAvg1, 2)} |`,
     );
   }
   L.push('', '"≥": no step failed, so the figure is a lower bound (the search ran out of steps; raise `--max-steps`).', '');
@@ -199,12 +202,12 @@ export function renderMarkdown(r: BenchReport, svgName: string): string {
     for (const sc of [t.pairs, t.fanout]) {
       if (!isOk(sc)) continue;
       L.push(`**${t.name} / ${sc.scenario}**`, '');
-      L.push('| offered msg/s | ok | sent/s | deliveries/s | sent p50 / p99 ms | delivery p50 / p99 ms | last-delivery p99 ms | server CPU % | server RSS MB | loadgen CPU % (max worker) | errors | result |');
-      L.push('|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|');
+      L.push('| offered msg/s | ok | sent/s | deliveries/s | sent p50 / p99 ms | delivery p50 / p99 ms | last-delivery p99 ms | server CPU % | server RSS MB | loadgen CPU % (max worker) | loadgen max lag ms | machine busy % | errors | result |');
+      L.push('|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|');
       for (const st of [...sc.steps].sort((a, b) => a.rate - b.rate)) {
         const errs = Object.entries(st.errors).map(([k, v]) => `${k}: ${v}`).concat(st.timeouts ? [`timeout: ${st.timeouts}`] : []).join(', ');
         L.push(
-          `| ${fmt(st.rate)} | ${fmt(st.sentOk)} | ${fmt(st.throughput)} | ${fmt(st.deliveriesPerSec)} | ${fmt(st.sent.p50, 2)} / ${fmt(st.sent.p99, 2)} | ${fmt(st.delivery.p50, 2)} / ${fmt(st.delivery.p99, 2)} | ${st.lastDelivery ? fmt(st.lastDelivery.p99, 2) : '–'} | ${fmt(st.server?.cpuPct, 0)} | ${fmt(st.server?.peakRssMB, 1)} | ${fmt(st.loadgenCpuPct, 0)} | ${errs || '–'} | ${st.pass ? 'pass' : `fail: ${st.reason}`} |`,
+          `| ${fmt(st.rate)} | ${fmt(st.sentOk)} | ${fmt(st.throughput)} | ${fmt(st.deliveriesPerSec)} | ${fmt(st.sent.p50, 2)} / ${fmt(st.sent.p99, 2)} | ${fmt(st.delivery.p50, 2)} / ${fmt(st.delivery.p99, 2)} | ${st.lastDelivery ? fmt(st.lastDelivery.p99, 2) : '–'} | ${fmt(st.server?.cpuPct, 0)} | ${fmt(st.server?.peakRssMB, 1)} | ${fmt(st.loadgenCpuPct, 0)} | ${fmt(st.maxScheduleLagMs, 0)} | ${fmt(st.machineBusyPct, 0)} | ${errs || '–'} | ${st.pass ? 'pass' : `fail: ${st.reason}`} |`,
         );
       }
       L.push('');
@@ -214,7 +217,7 @@ export function renderMarkdown(r: BenchReport, svgName: string): string {
   const notes = r.targets.flatMap(failureNote);
   if (notes.length) L.push('### Failures', '', ...notes, '');
   L.push(
-    'Caveat: server and load generator share the machine. When the load generator\'s CPU column approaches 100 %, the client side, not the server, limits the figure (see bench/README.md).',
+    'Caveat: server and load generator share the machine. When the load generator\'s CPU column approaches 100 %, the client side, not the server, limits the figure; when "machine busy" is high while server + load generator are not, other processes disturbed the step (tail latency suffers first). "loadgen max lag" is how late the send timer of a worker fired at worst: tens of ms mean the load generator itself was stalled (descheduled or in GC) and that delay is inside the measured latencies. See bench/README.md.',
     '',
   );
   return L.join('\n');

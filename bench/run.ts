@@ -340,6 +340,7 @@ async function main(): Promise<void> {
       cpuModel: os.cpus()[0]?.model.trim() ?? '?',
       memoryGB: Math.round(os.totalmem() / 2 ** 30),
       loadAvgAtStart: os.loadavg().map((x) => Math.round(x * 100) / 100),
+      loadAvgAtEnd: [],
       openFilesLimit: fdLimit,
       gitCommit,
     },
@@ -386,7 +387,7 @@ async function main(): Promise<void> {
 
     for (const name of f.targets) {
       const d = describe(name);
-      const t: TargetResult = { name, ...d, status: 'ok' };
+      const t: TargetResult = { name, ...d, status: 'ok', loadAvg1: Math.round((os.loadavg()[0] ?? 0) * 100) / 100 };
       report.targets.push(t);
       log(`target ${name}: starting`);
       let server: RunningServer;
@@ -435,6 +436,7 @@ async function main(): Promise<void> {
 
   const finished = new Date();
   report.finishedAt = finished.toISOString();
+  report.environment.loadAvgAtEnd = os.loadavg().map((x) => Math.round(x * 100) / 100);
   report.durationSeconds = Math.round((finished.getTime() - started.getTime()) / 1000);
   mkdirSync(f.out, { recursive: true });
   const stem = started.toISOString().replace(/:/g, '-').replace(/\.\d+Z$/, 'Z');

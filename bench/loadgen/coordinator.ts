@@ -13,7 +13,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { mergeEncoded, summarize, type LatencySummary } from './hist.ts';
-import { cpuPercent, ProcWatcher, sampleProc } from './procstat.ts';
+import { cpuPercent, machineBusyPercent, machineCpu, ProcWatcher, sampleProc } from './procstat.ts';
 import type { CodecName, ConnSpec, FromWorker, PhaseKind, PhaseResultMsg, SetupResultMsg, ToWorker } from './types.ts';
 
 export interface Target {
@@ -215,6 +215,8 @@ interface MergedPhase {
   /** Highest worker CPU use, % of one core. */
   loadgenCpuPct: number;
   server: ServerUsage | null;
+  /** All cores, everything on the machine (other processes included), % busy. */
+  machineBusyPct: number | null;
   openSockets: number;
 }
 
@@ -224,12 +226,14 @@ async function runPhase(fleet: Fleet, target: Target, kind: PhaseKind, rates: nu
   const phaseId = ++phaseCounter;
   const startAt = wall() + 300;
   const watcher = target.pid !== undefined ? new ProcWatcher(target.pid) : null;
+  const m0 = machineCpu();
   for (let i = 0; i < fleet.size; i++) {
     fleet.send(i, { type: 'phase', phaseId, kind, rate: rates[i] ?? 0, startAt, durationMs, graceMs, bodyBytes, conv });
   }
   const results: PhaseResultMsg[] = [];
   for (let i = 0; i < fleet.size; i++) results.push(await fleet.expect(i, 'phaseResult', durationMs + graceMs + 30_000));
   const w = watcher?.stop();
+  const machineBusyPct = machineBusyPercent(m0, machineCpu());
   const errors: Record<string, number> = {};
   const fanout = new Map<string, [number, number]>();
   for (const r of results) {
@@ -261,6 +265,7 @@ async function runPhase(fleet: Fleet, target: Target, kind: PhaseKind, rates: nu
       w && w.first && w.last
         ? { cpuPct: cpuPercent(w.first, w.last), rssMB: round1(w.last.rssBytes / 2 ** 20), peakRssMB: round1(w.peakRssBytes / 2 ** 20) }
         : null,
+    machineBusyPct,
     openSockets: results.reduce((n, r) => n + r.openSockets, 0),
   };
   sentH.destroy();
@@ -358,6 +363,8 @@ export interface StepResult {
   incompleteMessages?: number;
   server: ServerUsage | null;
   loadgenCpuPct: number;
+  /** Whole machine busy %, all cores, other processes included: high values mean a noisy measurement. */
+  machineBusyPct: number | null;
   maxScheduleLagMs: number;
   pass: boolean;
   reason: string;
@@ -384,7 +391,7 @@ async function stepSearch(o: LoadOptions, s: SearchParams, run: (rate: number) =
     o.log(
       `    rate ${String(rate).padStart(6)}/s: ${r.pass ? 'pass' : 'FAIL'} sent p50 ${r.sent.p50} p99 ${r.sent.p99} ms, delivery p99 ${r.delivery.p99} ms` +
         (r.lastDelivery ? `, last-delivery p99 ${r.lastDelivery.p99} ms` : '') +
-        `, ${r.throughput}/s ok, ${r.deliveriesPerSec} deliveries/s, server cpu ${r.server?.cpuPct ?? '?'}%, loadgen cpu ${r.loadgenCpuPct}%` +
+        `, ${r.throughput}/s ok, ${r.deliveriesPerSec} deliveries/s, server cpu ${r.server?.cpuPct ?? '?'}%, loadgen cpu ${r.loadgenCpuPct}%, machine ${r.machineBusyPct ?? '?'}% busy` +
         (r.pass ? '' : ` (${r.reason})`),
     );
     if (r.pass) good = Math.max(good, rate);
@@ -397,7 +404,8 @@ async function stepSearch(o: LoadOptions, s: SearchParams, run: (rate: number) =
     if (!(await attempt(rate))) break;
     rate *= s.factor;
   }
-  if (good === 0 && bad > 0) await attempt(bad / (s.factor * s.factor));
+  // Nothing passed: step down (at most twice) so slow targets still get a figure.
+  for (let i = 0; i < 2 && good === 0 && bad > 1; i++) await attempt(bad / (s.factor * s.factor));
   for (let i = 0; i < s.refineSteps && good > 0 && bad > 0 && bad / good > 1.15; i++) {
     await attempt(Math.sqrt(good * bad));
   }
@@ -467,6 +475,7 @@ export async function runPairs(target: Target, o: LoadOptions, p: PairsParams): 
         delivery: ph.delivery,
         server: ph.server,
         loadgenCpuPct: ph.loadgenCpuPct,
+        machineBusyPct: ph.machineBusyPct,
         maxScheduleLagMs: ph.maxScheduleLagMs,
       };
       const reason = lossReason(p, base, ph.sentOk > 0 ? ph.sent.p99 : undefined);
@@ -556,6 +565,7 @@ export async function runFanout(target: Target, o: LoadOptions, p: FanoutParams)
         incompleteMessages: ph.sentOk - complete,
         server: ph.server,
         loadgenCpuPct: ph.loadgenCpuPct,
+        machineBusyPct: ph.machineBusyPct,
         maxScheduleLagMs: ph.maxScheduleLagMs,
       };
       const reason = lossReason(p, base, complete > 0 ? lastDelivery.p99 : undefined);

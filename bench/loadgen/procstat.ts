@@ -73,6 +73,30 @@ export class ProcWatcher {
   }
 }
 
+export interface MachineCpu {
+  busy: number;
+  total: number;
+}
+
+/** Machine-wide CPU jiffies from /proc/stat (all cores). */
+export function machineCpu(): MachineCpu | null {
+  try {
+    const line = readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '';
+    const v = line.trim().split(/\s+/).slice(1).map(Number);
+    const total = v.slice(0, 8).reduce((a, b) => a + b, 0);
+    const idle = (v[3] ?? 0) + (v[4] ?? 0);
+    return { busy: total - idle, total };
+  } catch {
+    return null;
+  }
+}
+
+/** Share of all cores that were busy between two samples (everything on the machine), %. */
+export function machineBusyPercent(a: MachineCpu | null, b: MachineCpu | null): number | null {
+  if (!a || !b || b.total <= a.total) return null;
+  return Math.round(((b.busy - a.busy) / (b.total - a.total)) * 1000) / 10;
+}
+
 /** Soft limit on open files for this process (children inherit it). */
 export function openFilesSoftLimit(): number {
   try {
