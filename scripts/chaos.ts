@@ -2,7 +2,7 @@
  * `npm run chaos -- --nodes 3 --clients 50 --duration 60`: a chaos run against a real local
  * cluster (see test/chaos/chaos-runner.ts). Prints the report; exits 1 on any anomaly.
  * Options: --nodes N --clients N --duration S --rate SENDS_PER_CLIENT_PER_S --kill-every S
- *          --down S --settle S --seed N --no-infra
+ *          --down S --settle S --seed N --no-infra --node-env IM_NAME=value (repeatable)
  */
 import { anomalyCount, defaultChaosOptions, formatReport, runChaos, type ChaosOptions } from '../test/chaos/chaos-runner.ts';
 
@@ -26,8 +26,15 @@ function parseArgs(argv: string[]): Partial<ChaosOptions> {
       case '--settle': o.settleMs = next() * 1000; break;
       case '--seed': o.seed = Math.floor(next()); break;
       case '--no-infra': o.infraFaults = false; break;
+      case '--node-env': {
+        const kv = argv[++i] ?? '';
+        const eq = kv.indexOf('=');
+        if (!kv.startsWith('IM_') || eq < 0) throw new Error(`--node-env needs IM_NAME=value, got ${kv || 'nothing'}`);
+        o.nodeEnv = { ...o.nodeEnv, [kv.slice(0, eq)]: kv.slice(eq + 1) };
+        break;
+      }
       case '--help':
-        process.stdout.write('usage: npm run chaos -- [--nodes 3] [--clients 50] [--duration 60] [--rate 2] [--kill-every 8] [--down 1.5] [--settle 60] [--seed N] [--no-infra]\n');
+        process.stdout.write('usage: npm run chaos -- [--nodes 3] [--clients 50] [--duration 60] [--rate 2] [--kill-every 8] [--down 1.5] [--settle 60] [--seed N] [--no-infra] [--node-env IM_X=v ...]\n');
         process.exit(0);
         break;
       default:

@@ -253,16 +253,24 @@ export async function runChaos(partial: Partial<ChaosOptions> = {}): Promise<Cha
 
     // ---- failover tracking: conversations owned by a killed node, until their first `sent`
     const live = new Set(ids);
-    const awaitingFailover = new Map<string, number>(); // conv → kill time
+    // conv → kill time, and whether anyone wanted to send there during the outage.
+    const awaitingFailover = new Map<string, { killedAt: number; demand: boolean }>();
+    const pendingByConv = new Map<string, number>();
     const failovers: number[] = [];
     let failoversUnmeasured = 0;
-    const onSent = (conv: string, startedAt: number, at: number): void => {
-      const killedAt = awaitingFailover.get(conv);
-      if (killedAt === undefined || at <= killedAt) return;
+    const onSendStart = (conv: string, startedAt: number): void => {
+      pendingByConv.set(conv, (pendingByConv.get(conv) ?? 0) + 1);
+      const w = awaitingFailover.get(conv);
+      if (w && startedAt <= w.killedAt + 1000) w.demand = true;
+    };
+    const onSendEnd = (conv: string): void => { pendingByConv.set(conv, (pendingByConv.get(conv) ?? 1) - 1); };
+    const onSent = (conv: string, at: number): void => {
+      const w = awaitingFailover.get(conv);
+      if (!w || at <= w.killedAt) return;
       awaitingFailover.delete(conv);
-      // Only a send already waiting (or made right after the kill) measures the outage; a
-      // conversation that simply had no traffic for a while would inflate the number.
-      if (startedAt <= killedAt + 1000) failovers.push(at - killedAt);
+      // Only a conversation with a send waiting at the kill (or made within 1 s of it) measures
+      // the outage; one that simply had no traffic for a while would inflate the number.
+      if (w.demand) failovers.push(at - w.killedAt);
       else failoversUnmeasured++;
     };
 
@@ -284,16 +292,18 @@ export async function runChaos(partial: Partial<ChaosOptions> = {}): Promise<Cha
           const body = { k: cmid, pad: 'x'.repeat(Math.floor(rnd() * 64)) };
           const rec: SendRecord = { user: p.user, conv: target.conv, cmid, body: JSON.stringify(body), startedAt: Date.now() };
           ledger.push(rec);
+          onSendStart(target.conv, rec.startedAt);
           const promise = p.client
             .send(target.to !== undefined ? { to: target.to } : { conv: target.conv }, body, { cmid })
             .then(
               (s) => {
                 const at = Date.now();
                 rec.sent = { ...s, at };
-                onSent(s.conv, rec.startedAt, at);
+                onSent(s.conv, at);
               },
               (e: unknown) => { rec.error = e instanceof Error ? `${(e as { code?: string }).code ?? ''} ${e.message}` : String(e); },
-            );
+            )
+            .finally(() => onSendEnd(target.conv));
           inflight.add(promise);
           void promise.finally(() => inflight.delete(promise));
         }
@@ -349,7 +359,7 @@ export async function runChaos(partial: Partial<ChaosOptions> = {}): Promise<Cha
         for (const conv of allConvs) {
           if (ownerOf(conv, before) !== victim.nodeId) continue;
           if (awaitingFailover.has(conv)) failoversUnmeasured++;
-          awaitingFailover.set(conv, killedAt);
+          awaitingFailover.set(conv, { killedAt, demand: (pendingByConv.get(conv) ?? 0) > 0 });
           owned++;
         }
         fault(`kill -9 ${victim.nodeId} (owned ${owned} conversations)`);
@@ -384,6 +394,8 @@ export async function runChaos(partial: Partial<ChaosOptions> = {}): Promise<Cha
 
     // ---- final sync, as an app would after reconnecting: convs, then sync what is missing
     const heldBefore = participants.reduce((n, p) => n + [...p.seen.values()].reduce((k, m) => k + m.size, 0), 0);
+    const before = new Map(participants.map((p) => [p.user, new Map([...p.seen].map(([c, m]) => [c, new Set(m.keys())]))]));
+    const syncStart = Date.now();
     await Promise.all(participants.map(async (p) => {
       try {
         const list = await p.client.convs();
@@ -399,6 +411,17 @@ export async function runChaos(partial: Partial<ChaosOptions> = {}): Promise<Cha
       }
     }));
     const filledByFinalSync = participants.reduce((n, p) => n + [...p.seen.values()].reduce((k, m) => k + m.size, 0), 0) - heldBefore;
+    // Not an anomaly (invariant 4 allows it), but worth seeing: which messages live push missed.
+    for (const p of participants) {
+      for (const [conv, m] of p.seen) {
+        const had = before.get(p.user)?.get(conv);
+        const newSeqs = [...m.keys()].filter((q) => !had?.has(q)).sort((x, y) => x - y);
+        if (newSeqs.length > 0) {
+          const last = Math.max(...m.keys());
+          examples.add('note: filledByFinalSync', `${p.user} ${conv} seqs ${newSeqs.slice(0, 8).join(',')}${newSeqs.length > 8 ? '…' : ''} of ${last}; newest filled was committed ${syncStart - (ledger.find((r) => r.sent?.conv === conv && r.sent.seq === newSeqs[newSeqs.length - 1])?.sent?.at ?? syncStart)} ms before the sync`);
+        }
+      }
+    }
     say(`final sync done (${filledByFinalSync} messages filled); checking invariants against MariaDB`);
 
     // ---- invariants
@@ -536,6 +559,7 @@ export function formatReport(r: ChaosReport): string {
   const ms = (p: Percentiles): string => `p50 ${p.p50} ms, p99 ${p.p99} ms, max ${p.max} ms (n=${p.count})`;
   const lines = [
     `chaos report — ${o.nodes} nodes, ${o.clients} clients, ${Math.round(o.durationMs / 1000)} s traffic, seed ${o.seed}`,
+    `  node env               ${Object.entries(o.nodeEnv ?? {}).map(([k, v]) => `${k}=${v}`).join(' ') || '(defaults)'}`,
     `  sends attempted        ${r.sendsAttempted}`,
     `  sent received          ${r.sentReceived}`,
     `  delivered (to others)  ${r.delivered}`,
