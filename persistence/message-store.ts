@@ -237,31 +237,40 @@ export class MessageStore {
     });
   }
 
-  /** Applies coalesced cursor moves; cursors only ever move forward. */
+  /**
+   * Applies coalesced cursor moves; cursors only ever move forward. One UPDATE per chunk, joined
+   * against the moves as a derived table, so a flush holds the database for one statement
+   * rather than one per member (with SQLite's single connection, commits wait behind it).
+   */
   async applyCursors(moves: CursorMove[]): Promise<void> {
-    if (moves.length === 0) return;
-    await this.db.connection.transactional(async (trx) => {
-      for (const m of moves) {
-        const ack = m.ack ?? 0;
-        const read = m.read ?? 0;
-        await this.db.connection.execute(
-          `UPDATE conversation_member SET
-             ack_seq = CASE WHEN ack_seq < ? THEN ? ELSE ack_seq END,
-             read_seq = CASE WHEN read_seq < ? THEN ? ELSE read_seq END
-           WHERE conversation_id = ? AND user_id = ?`,
-          [ack, ack, read, read, m.conv, m.user], 'run', trx);
-      }
-    });
+    for (let i = 0; i < moves.length; i += 250) {
+      const chunk = moves.slice(i, i + 250);
+      const params: unknown[] = [];
+      for (const m of chunk) params.push(m.conv, m.user, m.ack ?? 0, m.read ?? 0);
+      const sql = this.dialect === 'mysql'
+        ? `UPDATE conversation_member cm JOIN (${chunk.map((_, j) => (j === 0 ? 'SELECT ? AS c, ? AS u, ? AS a, ? AS r' : 'SELECT ?, ?, ?, ?')).join(' UNION ALL ')}) v
+             ON cm.conversation_id = v.c AND cm.user_id = v.u
+           SET cm.ack_seq = GREATEST(cm.ack_seq, v.a), cm.read_seq = GREATEST(cm.read_seq, v.r)`
+        : `UPDATE conversation_member SET ack_seq = MAX(ack_seq, v.column3), read_seq = MAX(read_seq, v.column4)
+           FROM (VALUES ${chunk.map(() => '(?, ?, ?, ?)').join(', ')}) AS v
+           WHERE conversation_member.conversation_id = v.column1 AND conversation_member.user_id = v.column2`;
+      await this.run(sql, params);
+    }
   }
 
   /** Refreshes the denormalised `conversation.last_seq` hints (written lazily, never read for seq). */
   async updateLastSeqs(lastSeqs: Map<string, number>): Promise<void> {
-    if (lastSeqs.size === 0) return;
-    await this.db.connection.transactional(async (trx) => {
-      for (const [conv, seq] of lastSeqs) {
-        await this.db.connection.execute('UPDATE conversation SET last_seq = ? WHERE id = ? AND last_seq < ?', [seq, conv, seq], 'run', trx);
-      }
-    });
+    const all = [...lastSeqs];
+    for (let i = 0; i < all.length; i += 250) {
+      const chunk = all.slice(i, i + 250);
+      const params = chunk.flat();
+      const sql = this.dialect === 'mysql'
+        ? `UPDATE conversation c JOIN (${chunk.map((_, j) => (j === 0 ? 'SELECT ? AS id, ? AS s' : 'SELECT ?, ?')).join(' UNION ALL ')}) v
+             ON c.id = v.id SET c.last_seq = GREATEST(c.last_seq, v.s)`
+        : `UPDATE conversation SET last_seq = MAX(last_seq, v.column2) FROM (VALUES ${chunk.map(() => '(?, ?)').join(', ')}) AS v
+           WHERE conversation.id = v.column1`;
+      await this.run(sql, params);
+    }
   }
 
   async ping(): Promise<void> {

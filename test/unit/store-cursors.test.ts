@@ -1,0 +1,51 @@
+/** Cursor and last_seq bulk updates on both databases: forward-only, members only. */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openDatabase, type Database } from '../../persistence/database.ts';
+import { MessageStore } from '../../persistence/message-store.ts';
+import { startMariaDB, type ServerHandle } from '../harness/servers.ts';
+
+const modes = [['sqlite'], ['mariadb']] as const;
+
+describe.each(modes)('MessageStore cursors on %s', (mode) => {
+  let db: Database;
+  let store: MessageStore;
+  let dir: string;
+  let maria: ServerHandle | null = null;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'im-store-'));
+    if (mode === 'mariadb') maria = await startMariaDB();
+    db = await openDatabase({ dataDir: dir, mysqlUrl: maria?.url });
+    store = new MessageStore(db);
+  });
+  afterAll(async () => {
+    await db?.close();
+    await maria?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('moves cursors forward only, for members only, in bulk', async () => {
+    await store.createGroup('g:c', 'own', ['m1', 'm2'], 1);
+    const moves = [{ conv: 'g:c', user: 'm1', ack: 5, read: 3 }, { conv: 'g:c', user: 'own', ack: 2 }, { conv: 'g:c', user: 'stranger', ack: 9 }];
+    // Many more moves than one chunk, all for other (absent) rows.
+    for (let i = 0; i < 600; i++) moves.push({ conv: `g:none${i}`, user: 'x', ack: i });
+    await store.applyCursors(moves);
+    await store.applyCursors([{ conv: 'g:c', user: 'm1', ack: 4, read: 7 }]);
+    const byUser = Object.fromEntries((await Promise.all(['own', 'm1', 'm2'].map(async (u) => [u, (await store.userConversations(u))[0]]))));
+    expect(byUser.m1).toMatchObject({ conv: 'g:c', ackSeq: 5, readSeq: 7 });
+    expect(byUser.own).toMatchObject({ ackSeq: 2, readSeq: 0 });
+    expect(byUser.m2).toMatchObject({ ackSeq: 0, readSeq: 0 });
+    expect(await store.userConversations('stranger')).toEqual([]);
+  });
+
+  it('keeps last_seq hints forward-only', async () => {
+    await store.ensureDm('dm:p:q', 'p', 'q', 1);
+    await store.updateLastSeqs(new Map([['dm:p:q', 9], ['g:c', 4]]));
+    await store.updateLastSeqs(new Map([['dm:p:q', 3]]));
+    const rows = await db.connection.execute<Array<{ id: string; last_seq: number }>>('SELECT id, last_seq FROM conversation ORDER BY id', [], 'all');
+    expect(rows.map((r) => [r.id, Number(r.last_seq)])).toEqual([['dm:p:q', 9], ['g:c', 4]]);
+  });
+});
