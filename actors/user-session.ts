@@ -48,11 +48,12 @@ const MAX_UNACKED = 5000;
 
 export class UserSession {
   private readonly limiter: TokenBucket;
-  private readonly highestPushed = new Map<string, number>();
-  private readonly unacked = new Map<string, Map<number, Unacked>>();
+  // Allocated on first use: most sockets sit idle, and idle sockets should cost little memory.
+  private highestPushed: Map<string, number> | null = null;
+  private unacked: Map<string, Map<number, Unacked>> | null = null;
   private unackedCount = 0;
   /** Conversations whose login backlog is loading: live pushes wait here. */
-  private readonly held = new Map<string, MessagePush[]>();
+  private held: Map<string, MessagePush[]> | null = null;
   private retryTimer: NodeJS.Timeout | null = null;
   private closed = false;
 
@@ -92,8 +93,8 @@ export class UserSession {
     this.closed = true;
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.retryTimer = null;
-    this.unacked.clear();
-    this.held.clear();
+    this.unacked = null;
+    this.held = null;
   }
 
   // ---- login ----
@@ -111,7 +112,7 @@ export class UserSession {
       return;
     }
     const todo = convs.filter((c) => c.lastSeq > Math.max(c.ackSeq, this.deps.pendingAck(c.conv, this.user)));
-    for (const c of todo) this.held.set(c.conv, []);
+    if (todo.length > 0) this.held = new Map(todo.map((c) => [c.conv, []]));
     this.out({ t: 'login_ok', rid, user: this.user, device: this.device, node: this.deps.nodeId, heartbeat_ms: config.heartbeatMs });
     for (const c of todo) {
       if (this.closed) return;
@@ -127,8 +128,8 @@ export class UserSession {
   }
 
   private releaseHeld(conv: string): void {
-    const list = this.held.get(conv);
-    this.held.delete(conv);
+    const list = this.held?.get(conv);
+    this.held?.delete(conv);
     if (!list) return;
     list.sort((a, b) => a.seq - b.seq);
     for (const p of list) this.push(p);
@@ -139,7 +140,7 @@ export class UserSession {
   /** A message committed in one of this user's conversations. */
   push(p: MessagePush): void {
     if (this.closed) return;
-    const held = this.held.get(p.conv);
+    const held = this.held?.get(p.conv);
     if (held) { held.push(p); return; }
     this.pushTracked(p.conv, p.seq, p.json, 'live');
   }
@@ -150,11 +151,13 @@ export class UserSession {
   }
 
   private pushTracked(conv: string, seq: number, json: string, kind: 'live' | 'backlog'): void {
+    this.highestPushed ??= new Map();
     if (seq <= (this.highestPushed.get(conv) ?? 0)) return; // already pushed on this socket
     this.highestPushed.set(conv, seq);
     this.raw(json);
     this.deps.metrics.pushes.inc({ kind });
     if (this.deps.config.pushRetries > 0 && this.unackedCount < MAX_UNACKED) {
+      this.unacked ??= new Map();
       let m = this.unacked.get(conv);
       if (!m) this.unacked.set(conv, (m = new Map()));
       m.set(seq, { json, attempts: 0, due: Date.now() + this.deps.config.ackTimeoutMs });
@@ -172,6 +175,7 @@ export class UserSession {
   private retryDue(): void {
     const now = Date.now();
     const { ackTimeoutMs, pushRetries } = this.deps.config;
+    if (!this.unacked) return;
     for (const [conv, m] of this.unacked) {
       for (const [seq, u] of m) {
         if (u.due > now) continue;
@@ -187,10 +191,10 @@ export class UserSession {
   }
 
   private acked(conv: string, seq: number): void {
-    const m = this.unacked.get(conv);
+    const m = this.unacked?.get(conv);
     if (!m) return;
     for (const s of m.keys()) if (s <= seq) { m.delete(s); this.unackedCount--; }
-    if (m.size === 0) this.unacked.delete(conv);
+    if (m.size === 0) this.unacked?.delete(conv);
   }
 
   // ---- incoming ----
