@@ -18,6 +18,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { createConnection, type Connection, type RowDataPacket } from 'mysql2/promise';
 import { newHistogram, recordUs, summarize, type LatencySummary } from '../loadgen/hist.ts';
+import { schemaSql } from '../../persistence/migrations/initial-schema.ts';
 
 export interface StorageRun {
   batch: number;
@@ -44,37 +45,9 @@ export interface StorageCeilingResult {
   engines: StorageEngineResult[];
 }
 
-const MYSQL_DDL = `CREATE TABLE message (
-    conversation_id VARCHAR(140) NOT NULL,
-    seq BIGINT NOT NULL,
-    mid VARCHAR(20) NOT NULL,
-    sender_id VARCHAR(64) NOT NULL,
-    cmid VARCHAR(64) NOT NULL,
-    kind VARCHAR(32) NOT NULL,
-    body LONGTEXT NULL,
-    created_at BIGINT NOT NULL,
-    recalled_at BIGINT NULL,
-    PRIMARY KEY (conversation_id, seq),
-    UNIQUE KEY uq_message_mid (mid),
-    UNIQUE KEY uq_message_cmid (conversation_id, sender_id, cmid)
-  ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin`;
-
-const SQLITE_DDL = [
-  `CREATE TABLE message (
-    conversation_id TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    mid TEXT NOT NULL,
-    sender_id TEXT NOT NULL,
-    cmid TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    body TEXT NULL,
-    created_at INTEGER NOT NULL,
-    recalled_at INTEGER NULL,
-    PRIMARY KEY (conversation_id, seq)
-  )`,
-  `CREATE UNIQUE INDEX uq_message_mid ON message (mid)`,
-  `CREATE UNIQUE INDEX uq_message_cmid ON message (conversation_id, sender_id, cmid)`,
-];
+// The project's own migration SQL, so the ceiling writes exactly the table the server writes.
+const MYSQL_DDL = schemaSql.mysql.message;
+const SQLITE_DDL = schemaSql.sqlite.message;
 
 const COLS = 8;
 type Row = [string, number, string, string, string, string, string, number];
@@ -222,7 +195,7 @@ export async function mariadbCeiling(url: string, batches: number[], seconds: nu
     await conn.query(`USE ${dbName}`);
     for (const batch of batches) {
       await conn.query('DROP TABLE IF EXISTS message');
-      await conn.query(MYSQL_DDL);
+      for (const q of MYSQL_DDL) await conn.query(q);
       const writer: Writer = {
         async insert(rows) {
           // autocommit: one multi-row statement = one durable transaction (client-side formatting, like the ORM)

@@ -6,16 +6,18 @@
 import { Migration } from '@mikro-orm/migrations';
 import type { Dialect } from '../dialect.ts';
 
-const mysql = [
-  `CREATE TABLE IF NOT EXISTS conversation (
+type TableSql = { conversation: string[]; conversation_member: string[]; message: string[] };
+
+const mysql: TableSql = {
+  conversation: [`CREATE TABLE IF NOT EXISTS conversation (
     id VARCHAR(140) NOT NULL,
     kind VARCHAR(8) NOT NULL,
     owner_id VARCHAR(64) NULL,
     last_seq BIGINT NOT NULL DEFAULT 0,
     created_at BIGINT NOT NULL,
     PRIMARY KEY (id)
-  ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin`,
-  `CREATE TABLE IF NOT EXISTS conversation_member (
+  ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin`],
+  conversation_member: [`CREATE TABLE IF NOT EXISTS conversation_member (
     conversation_id VARCHAR(140) NOT NULL,
     user_id VARCHAR(64) NOT NULL,
     role VARCHAR(8) NOT NULL,
@@ -24,8 +26,8 @@ const mysql = [
     joined_at BIGINT NOT NULL,
     PRIMARY KEY (conversation_id, user_id),
     KEY idx_member_user (user_id)
-  ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin`,
-  `CREATE TABLE IF NOT EXISTS message (
+  ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin`],
+  message: [`CREATE TABLE IF NOT EXISTS message (
     conversation_id VARCHAR(140) NOT NULL,
     seq BIGINT NOT NULL,
     mid VARCHAR(20) NOT NULL,
@@ -38,18 +40,18 @@ const mysql = [
     PRIMARY KEY (conversation_id, seq),
     UNIQUE KEY uq_message_mid (mid),
     UNIQUE KEY uq_message_cmid (conversation_id, sender_id, cmid)
-  ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin`,
-];
+  ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin`],
+};
 
-const sqlite = [
-  `CREATE TABLE IF NOT EXISTS conversation (
+const sqlite: TableSql = {
+  conversation: [`CREATE TABLE IF NOT EXISTS conversation (
     id TEXT NOT NULL PRIMARY KEY,
     kind TEXT NOT NULL,
     owner_id TEXT NULL,
     last_seq INTEGER NOT NULL DEFAULT 0,
     created_at INTEGER NOT NULL
-  )`,
-  `CREATE TABLE IF NOT EXISTS conversation_member (
+  )`],
+  conversation_member: [`CREATE TABLE IF NOT EXISTS conversation_member (
     conversation_id TEXT NOT NULL,
     user_id TEXT NOT NULL,
     role TEXT NOT NULL,
@@ -58,8 +60,8 @@ const sqlite = [
     joined_at INTEGER NOT NULL,
     PRIMARY KEY (conversation_id, user_id)
   )`,
-  `CREATE INDEX IF NOT EXISTS idx_member_user ON conversation_member (user_id)`,
-  `CREATE TABLE IF NOT EXISTS message (
+  `CREATE INDEX IF NOT EXISTS idx_member_user ON conversation_member (user_id)`],
+  message: [`CREATE TABLE IF NOT EXISTS message (
     conversation_id TEXT NOT NULL,
     seq INTEGER NOT NULL,
     mid TEXT NOT NULL,
@@ -72,14 +74,18 @@ const sqlite = [
     PRIMARY KEY (conversation_id, seq)
   )`,
   `CREATE UNIQUE INDEX IF NOT EXISTS uq_message_mid ON message (mid)`,
-  `CREATE UNIQUE INDEX IF NOT EXISTS uq_message_cmid ON message (conversation_id, sender_id, cmid)`,
-];
+  `CREATE UNIQUE INDEX IF NOT EXISTS uq_message_cmid ON message (conversation_id, sender_id, cmid)`],
+};
+
+/** The schema as SQL per dialect and table (the storage-ceiling benchmark writes the same `message` table). */
+export const schemaSql: Record<Dialect, TableSql> = { mysql, sqlite };
 
 /** Builds the migration class for one dialect (MikroORM instantiates it itself). */
 export function initialSchema(dialect: Dialect) {
   return class InitialSchema extends Migration {
     override up(): void {
-      for (const sql of dialect === 'mysql' ? mysql : sqlite) this.addSql(sql);
+      const t = schemaSql[dialect];
+      for (const sql of [...t.conversation, ...t.conversation_member, ...t.message]) this.addSql(sql);
     }
   };
 }
