@@ -12,7 +12,9 @@ import type { ErrorCode } from '../protocol/errors.ts';
 import { parseClientFrame, type ClientFrame, type ServerFrame } from '../protocol/frames.ts';
 import type { SessionEntry } from '../actors/session-directory.ts';
 import type { Connection } from '../actors/user-session.ts';
-import { AuthError, verifyToken } from './auth.ts';
+import { AuthError, signToken, verifyToken } from './auth.ts';
+import { DEFAULT_JWT_SECRET } from '../cluster.config.ts';
+import { readFileSync } from 'node:fs';
 import { loadUws, type Engine } from './engine.ts';
 
 /** What the gateway needs from the node behind it. */
@@ -52,6 +54,7 @@ export class Gateway {
   private sweepTimer: NodeJS.Timeout | null = null;
   private accepting = true;
   private readonly uws: ReturnType<typeof loadUws>['uws'];
+  private readonly demoPage = readFileSync(new URL('../web/index.html', import.meta.url), 'utf8');
   port = 0;
 
   constructor(private readonly config: NodeConfig, private readonly host: GatewayHost, private readonly log: Logger, private readonly metrics: Metrics) {
@@ -92,6 +95,8 @@ export class Gateway {
     });
     app.get('/healthz', (res) => this.healthz(res));
     app.get('/metrics', (res) => this.metricsEndpoint(res));
+    app.get('/', (res) => { res.writeHeader('content-type', 'text/html; charset=utf-8').end(this.demoPage); });
+    app.get('/dev/token', (res, req) => this.devToken(res, req.getQuery('user') ?? ''));
     app.any('/*', (res) => { res.writeStatus('404 Not Found').end('not found'); });
 
     await new Promise<void>((resolve, reject) => {
@@ -271,6 +276,23 @@ export class Gateway {
           .end(JSON.stringify({ status: ok && this.accepting ? 'ok' : 'unavailable', node: this.config.nodeId }));
       });
     });
+  }
+
+  /**
+   * Tokens for the demo page, only while the node runs with the development secret (which a
+   * production node refuses): anyone can then act as any user, which is the point of a demo.
+   */
+  private devToken(res: HttpResponse, user: string): void {
+    if (this.config.jwtSecret !== DEFAULT_JWT_SECRET) {
+      res.writeStatus('404 Not Found').end('not found: /dev/token exists only with the development secret');
+      return;
+    }
+    let aborted = false;
+    res.onAborted(() => { aborted = true; });
+    signToken(decodeURIComponent(user), this.config.jwtSecret, 3600).then(
+      (token) => { if (!aborted) res.cork(() => res.writeHeader('content-type', 'application/json').end(JSON.stringify({ token }))); },
+      (e: unknown) => { if (!aborted) res.cork(() => res.writeStatus('400 Bad Request').end(e instanceof Error ? e.message : 'bad user')); },
+    );
   }
 
   private metricsEndpoint(res: HttpResponse): void {
