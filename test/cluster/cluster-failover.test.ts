@@ -109,5 +109,37 @@ describe('owner node killed under load', () => {
     expect(rows).toHaveLength(total);
     expect(checkStored(rows, acked)).toEqual([]);
     console.log(`[failover] ${total} messages, gapless in MariaDB and on all 3 clients; member on the killed node held ${heldBefore} before it, got ${redelivered} pushed after reconnecting`);
+
+    // The killed node comes back under traffic: the conversation moves back to it (the interim
+    // owner drops its actor) without forking or losing the sequence.
+    let stop = false;
+    let restartedAt = 0;
+    const resume = async (p: Peer) => {
+      const out: SendOutcome[] = [];
+      for (let i = PER_SENDER; !stop && i < PER_SENDER + 2_000; i++) {
+        out.push(await p.sendReliable({ conv }, { from: p.user, i }, { cmid: `${p.user}-${i}`, retryDelayMs: 100, timeoutMs: 3_000, deadlineMs: 40_000 }));
+        await sleep(20);
+      }
+      return out;
+    };
+    const sending = Promise.all([resume(a), resume(b)]);
+    await sleep(200);
+    await victim.restart();
+    restartedAt = Date.now();
+    await sleep(2_000); // past its first heartbeats: the others now route the conversation to it
+    stop = true;
+    const [moreA, moreB] = await sending;
+    const moreAll = [...moreA, ...moreB];
+    console.log(`[failover] nc rejoined under traffic: ${moreAll.length} more sends, ${moreAll.filter((o) => o.answeredAt > restartedAt).length} answered after it was back, ${moreAll.filter((o) => o.attempts > 1).length} needed a resend`);
+    expect(moreAll.filter((o) => o.answeredAt > restartedAt + 500).length).toBeGreaterThan(0);
+    const total2 = total + moreAll.length;
+    const acked2 = [...acked, ...moreA.map((o) => ({ user: a.user, ...o })), ...moreB.map((o) => ({ user: b.user, ...o }))];
+    const rows2 = await dbMessages(servers.mariadb.url, conv);
+    expect(rows2).toHaveLength(total2);
+    expect(checkStored(rows2, acked2)).toEqual([]);
+    await a.syncAll(conv);
+    const g2 = gapless(a.list(conv));
+    expect(g2.ok, g2.detail).toBe(true);
+    expect(a.list(conv)).toHaveLength(total2);
   });
 });
