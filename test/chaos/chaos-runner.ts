@@ -451,7 +451,7 @@ export async function runChaos(partial: Partial<ChaosOptions> = {}): Promise<Cha
     };
     // 1. every `sent` is stored as that message
     for (const r of ledger) {
-      if (r.error) { a.failedSends++; examples.add('failedSend', `${r.user} ${r.cmid} → ${r.conv}: ${r.error}`); continue; }
+      if (r.error) { a.failedSends++; examples.add('failedSend', `${r.user} ${r.cmid} → ${r.conv} (started at ${((r.startedAt - t0) / 1000).toFixed(1)}s): ${r.error}`); continue; }
       if (!r.sent) { a.stuckSends++; examples.add('stuckSend', `${r.user} ${r.cmid} → ${r.conv}`); continue; }
       const row = stored.get(r.sent.conv)?.get(r.sent.seq);
       if (!row || row.mid !== r.sent.mid || row.cmid !== r.cmid || row.from !== r.user || row.body !== r.body) {
@@ -518,6 +518,12 @@ export async function runChaos(partial: Partial<ChaosOptions> = {}): Promise<Cha
       }
     }
     a.slowFailovers = failovers.filter((ms) => ms > o.failoverLimitMs).length;
+    // Error-level lines the nodes logged (best effort: the harness keeps each node's last 200 lines).
+    for (const n of nodes) {
+      for (const line of n.logs().split('\n')) {
+        if (/"level":(50|60)/.test(line)) examples.add(`note: ${n.nodeId} logged`, line.slice(0, 600));
+      }
+    }
 
     const report: ChaosReport = {
       options: o,

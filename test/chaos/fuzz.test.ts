@@ -217,6 +217,40 @@ describe('gateway fuzzing', () => {
     }
   });
 
+  it('answers every wrong-typed field of every frame type without an internal error', async () => {
+    const r = prng(SEED ^ 0x5eed);
+    let session = await login(node.wsUrl, 'fzfields');
+    const internal: string[] = [];
+    let frames = 0;
+    let reconnects = 0;
+    for (const tpl of templates(r)) {
+      for (const key of Object.keys(tpl)) {
+        for (const value of [...WEIRD, undefined]) {
+          if (!session.client.isOpen()) {
+            // Closed after too many bad frames, as the protocol allows: log in again.
+            for (const f of session.client.received) if (f.t === 'error' && f.code === 'internal') internal.push(JSON.stringify(f));
+            await session.client.close();
+            session = await login(node.wsUrl, 'fzfields');
+            reconnects++;
+          }
+          const f: Record<string, unknown> = { ...tpl, rid: `x${frames}` };
+          if (value === undefined) delete f[key];
+          else f[key] = value;
+          session.client.send(JSON.stringify(f));
+          frames++;
+          // A ping after each frame: its pong proves the frame was handled (or the socket closed).
+          const pong = await session.client.request({ t: 'ping', rid: `p${frames}` }).catch(() => null);
+          if (pong !== null && pong.t !== 'pong') internal.push(`ping answered ${JSON.stringify(pong)}`);
+        }
+      }
+    }
+    for (const f of session.client.received) if (f.t === 'error' && f.code === 'internal') internal.push(JSON.stringify(f));
+    await session.client.close();
+    console.log(`field fuzz: ${frames} frames, ${reconnects} re-logins`);
+    expect(internal).toEqual([]);
+    expect((await fetch(`${node.httpUrl}/healthz`)).status).toBe(200);
+  });
+
   it('survives random frames while a normal pair keeps chatting', { timeout: 150_000 }, async () => {
     const r = prng(SEED);
     const mk = (user: string): ChatClient =>
