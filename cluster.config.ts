@@ -42,8 +42,8 @@ export const configDocs = {
   IM_SESSION_SHARDS: 'Supervisor actors that UserSession actors are spread over. Default 64.',
   IM_SHUTDOWN_GRACE_MS: 'On SIGTERM, the longest wait for in-flight commits before closing. Default 10000.',
   IM_LOG_LEVEL: 'pino level: trace, debug, info, warn, error, fatal, silent. Default info.',
-  IM_NODE_TTL_MS: 'Cluster: a node missing heartbeats this long is considered dead. Default 4000.',
-  IM_NODE_HEARTBEAT_MS: 'Cluster: how often a node announces itself and refreshes its directory entries. Default 1000.',
+  IM_NODE_TTL_MS: 'Cluster: a node missing heartbeats this long is considered dead; its conversations then move (failover time is about this). Default 2000.',
+  IM_NODE_HEARTBEAT_MS: 'Cluster: how often a node announces itself on NATS and refreshes its Redis entry. Default 500.',
   IM_CLUSTER_REQUEST_TIMEOUT_MS: 'Cluster: timeout of a request to another node over NATS. Default 5000.',
 } as const;
 
@@ -123,8 +123,8 @@ export function loadConfig(env: Env = process.env, overrides: Partial<NodeConfig
     sessionShards: e('IM_SESSION_SHARDS') ?? overrides.sessionShards ?? 64,
     shutdownGraceMs: e('IM_SHUTDOWN_GRACE_MS') ?? overrides.shutdownGraceMs ?? 10_000,
     logLevel: e('IM_LOG_LEVEL') ?? overrides.logLevel ?? 'info',
-    nodeTtlMs: e('IM_NODE_TTL_MS') ?? overrides.nodeTtlMs ?? 4000,
-    nodeHeartbeatMs: e('IM_NODE_HEARTBEAT_MS') ?? overrides.nodeHeartbeatMs ?? 1000,
+    nodeTtlMs: e('IM_NODE_TTL_MS') ?? overrides.nodeTtlMs ?? 2000,
+    nodeHeartbeatMs: e('IM_NODE_HEARTBEAT_MS') ?? overrides.nodeHeartbeatMs ?? 500,
     clusterRequestTimeoutMs: e('IM_CLUSTER_REQUEST_TIMEOUT_MS') ?? overrides.clusterRequestTimeoutMs ?? 5000,
   };
   const parsed = schema.safeParse(raw);
@@ -135,6 +135,9 @@ export function loadConfig(env: Env = process.env, overrides: Partial<NodeConfig
   const cfg = parsed.data;
   if (env.NODE_ENV === 'production' && cfg.jwtSecret === DEFAULT_JWT_SECRET) {
     throw new ConfigError('IM_JWT_SECRET is the default development secret; set a real one when NODE_ENV=production');
+  }
+  if (cfg.nodeTtlMs < cfg.nodeHeartbeatMs * 2) {
+    throw new ConfigError(`IM_NODE_TTL_MS (${cfg.nodeTtlMs}) must be at least twice IM_NODE_HEARTBEAT_MS (${cfg.nodeHeartbeatMs}), or live nodes would flap`);
   }
   if (cfg.natsUrl && (!cfg.mysqlUrl || !cfg.redisUrl)) {
     throw new ConfigError('a cluster node (IM_NATS_URL set) also needs IM_MYSQL_URL and IM_REDIS_URL');

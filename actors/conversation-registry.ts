@@ -29,7 +29,15 @@ class ConversationActor {
   }
 }
 
-interface Active { core: ConversationCore; actor: Promise<ActorRef> }
+interface Active {
+  core: ConversationCore;
+  actor: Promise<ActorRef>;
+  /** Requests holding this actor: a passivated actor is destroyed only when none is left. */
+  busy: number;
+  retired: boolean;
+  /** Resolves when a retired actor has no request left (each send's request ends after its write). */
+  released?: () => void;
+}
 
 export function unwrap<T>(r: WireReply): T {
   if ('error' in r) throw new ProtocolError(r.error.code, r.error.message);
@@ -38,6 +46,8 @@ export function unwrap<T>(r: WireReply): T {
 
 export class ConversationRegistry implements ConversationService {
   private readonly active = new Map<string, Active>();
+  /** Passivated cores still finishing writes: a new core of the same conversation waits for them. */
+  private readonly draining = new Map<string, Promise<void>>();
   private readonly shards: Supervisor[] = [];
   private sweeper: NodeJS.Timeout | null = null;
 
@@ -58,16 +68,26 @@ export class ConversationRegistry implements ConversationService {
   /** The request as the actor answers it: what another node gets back over NATS. */
   async requestWire(req: ConvRequest): Promise<WireReply> {
     if (!parseConvId(req.conv)) return { error: { code: 'bad_request', message: `"${String(req.conv).slice(0, 80)}" is not a conversation id` } };
-    const ref = await this.activate(req.conv).actor;
-    return await ref.sendAndReceive('request', req) as WireReply;
+    const a = this.activate(req.conv);
+    a.busy++; // taken before any await, so a passivation meanwhile cannot destroy the actor under us
+    try {
+      const ref = await a.actor;
+      return await ref.sendAndReceive('request', req) as WireReply;
+    } catch (e) {
+      this.log.error({ conv: req.conv, op: req.op, err: e instanceof Error ? e.stack : String(e) }, 'conversation request failed');
+      return { error: { code: 'internal', message: 'internal error' } };
+    } finally {
+      a.busy--;
+      if (a.retired && a.busy === 0) this.destroy(req.conv, a);
+    }
   }
 
   /** The live core of a conversation on this node, creating its actor if needed. */
   activate(conv: string): Active {
     let a = this.active.get(conv);
     if (!a) {
-      const core = new ConversationCore(conv, this.deps);
-      a = { core, actor: this.shards[fnv1a(conv) % this.shards.length].spawn(ConversationActor, { core }) };
+      const core = new ConversationCore(conv, this.deps, this.draining.get(conv));
+      a = { core, actor: this.shards[fnv1a(conv) % this.shards.length].spawn(ConversationActor, { core }), busy: 0, retired: false };
       this.active.set(conv, a);
       this.metrics.activeConversations.set(this.active.size);
     }
@@ -80,6 +100,15 @@ export class ConversationRegistry implements ConversationService {
     if (!a) return;
     this.active.delete(conv);
     this.metrics.activeConversations.set(this.active.size);
+    a.retired = true;
+    const drained = new Promise<void>((r) => { a.released = r; }).then(() => a.core.whenDrained());
+    this.draining.set(conv, drained);
+    void drained.then(() => { if (this.draining.get(conv) === drained) this.draining.delete(conv); });
+    if (a.busy === 0) this.destroy(conv, a);
+  }
+
+  private destroy(conv: string, a: Active): void {
+    a.released?.();
     void a.actor.then((r) => r.destroy()).catch((e) => this.log.warn({ conv, err: String(e) }, 'conversation passivation failed'));
   }
 

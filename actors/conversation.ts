@@ -69,7 +69,13 @@ export class ConversationCore {
   private loaded: Promise<void> | null = null;
   lastActive = Date.now();
 
-  constructor(readonly id: string, private readonly deps: ConversationDeps) {
+  private drainWaiters: Array<() => void> = [];
+
+  /**
+   * `predecessor` is the drain of an earlier core of this conversation on this node (passivated
+   * while writes were in flight): loading waits for it, or the two would collide in one batch.
+   */
+  constructor(readonly id: string, private readonly deps: ConversationDeps, private readonly predecessor: Promise<void> = Promise.resolve()) {
     const p = parseConvId(id);
     if (!p) throw new ProtocolError('bad_request', `"${id}" is not a conversation id`);
     this.parsed = p;
@@ -92,6 +98,7 @@ export class ConversationCore {
   }
 
   private async loadOnce(): Promise<void> {
+    await this.predecessor;
     const rec = await this.deps.store.loadConversation(this.id);
     this.members.clear();
     if (rec) {
@@ -116,7 +123,25 @@ export class ConversationCore {
   }
 
   get idle(): boolean {
-    return this.intake.length === 0 && this.writing === 0 && !this.recovering && this.inflight.size === 0;
+    return this.drained && this.inflight.size === 0;
+  }
+
+  /** No send queued, being written or waiting for a replay. */
+  private get drained(): boolean {
+    return this.intake.length === 0 && this.writing === 0 && !this.recovering && this.failed.length === 0;
+  }
+
+  /** Resolves once every send accepted so far has been committed or answered with an error. */
+  whenDrained(): Promise<void> {
+    if (this.drained) return Promise.resolve();
+    return new Promise((r) => this.drainWaiters.push(r));
+  }
+
+  private checkDrained(): void {
+    if (this.drainWaiters.length === 0 || !this.drained) return;
+    const w = this.drainWaiters;
+    this.drainWaiters = [];
+    for (const r of w) r();
   }
 
   async handle<R extends ConvRequest>(req: R): Promise<ConvReply<R['op']>> {
@@ -168,7 +193,7 @@ export class ConversationCore {
   private pump(): void {
     if (this.recovering) return;
     if (!this.exists && this.intake.length > 0) {
-      this.recovering = this.createDm().finally(() => { this.recovering = null; this.pump(); });
+      this.recovering = this.createDm().finally(() => { this.recovering = null; this.pump(); this.checkDrained(); });
       return;
     }
     const jobs = this.intake;
@@ -203,6 +228,7 @@ export class ConversationCore {
         job.resolve(result);
         this.afterCommit(row, req.device);
         this.maybeFinishRecovery();
+        this.checkDrained();
       },
       (e: unknown) => {
         this.writing--;
@@ -245,6 +271,7 @@ export class ConversationCore {
       this.recovering = null;
       finish();
       this.pump();
+      this.checkDrained();
     });
   }
 

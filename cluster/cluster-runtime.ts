@@ -39,7 +39,9 @@ export async function startClusterRuntime(config: NodeConfig, log: Logger, kickL
   const nats = await NatsTransport.connect(config.natsUrl!, self, log);
   const membership = new Membership(self, nats, redis, config.nodeTtlMs, config.nodeHeartbeatMs, log);
   const lease = await WorkerLease.acquire(redis, self, log);
-  const presence = new Presence(self, nats, redis, membership, kickLocal, config.clusterRequestTimeoutMs, log);
+  // A login waits for every live peer to confirm it; a peer silent for a second is dying (its TTL will
+  // drop it), and waiting the full request timeout would stall every login of a reconnect storm.
+  const presence = new Presence(self, nats, redis, membership, kickLocal, Math.min(1000, config.clusterRequestTimeoutMs), log);
   await membership.start();
   await presence.start();
   log.info({ self, worker: lease.worker }, 'joined cluster');

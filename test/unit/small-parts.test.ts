@@ -64,6 +64,7 @@ describe('configuration', () => {
   it('names the variable that is wrong', () => {
     expect(() => loadConfig({ IM_PORT: 'abc' })).toThrow(/IM_PORT/);
     expect(() => loadConfig({ IM_RATE_MSGS: '0' })).toThrow(/IM_RATE_MSGS/);
+    expect(() => loadConfig({ IM_NODE_TTL_MS: '900', IM_NODE_HEARTBEAT_MS: '500' })).toThrow(/IM_NODE_TTL_MS/);
   });
   it('refuses the default secret in production and half a cluster config', () => {
     expect(() => loadConfig({ NODE_ENV: 'production' })).toThrow(ConfigError);
