@@ -56,6 +56,12 @@ export class UserSession {
   private held: Map<string, MessagePush[]> | null = null;
   private retryTimer: NodeJS.Timeout | null = null;
   private closed = false;
+  /**
+   * True until login_ok is out. The session is in the directory (so it gets live pushes) before
+   * start() has read the user's conversations: what arrives meanwhile waits in `early`.
+   */
+  private starting = true;
+  private early: Array<MessagePush | string> | null = null;
 
   constructor(readonly user: string, readonly device: string, private readonly conn: Connection, private readonly deps: SessionDeps) {
     this.limiter = new TokenBucket(deps.config.rateMsgs, deps.config.rateMsgs * 2);
@@ -95,6 +101,7 @@ export class UserSession {
     this.retryTimer = null;
     this.unacked = null;
     this.held = null;
+    this.early = null;
   }
 
   // ---- login ----
@@ -114,6 +121,12 @@ export class UserSession {
     const todo = convs.filter((c) => c.lastSeq > Math.max(c.ackSeq, this.deps.pendingAck(c.conv, this.user)));
     if (todo.length > 0) this.held = new Map(todo.map((c) => [c.conv, []]));
     this.out({ t: 'login_ok', rid, user: this.user, device: this.device, node: this.deps.nodeId, heartbeat_ms: config.heartbeatMs });
+    // Live pushes that came before login_ok: into `held` for conversations whose backlog is
+    // pending (merged in seq order after it), straight out for the others.
+    this.starting = false;
+    const early = this.early;
+    this.early = null;
+    if (early) for (const e of early) (typeof e === 'string' ? this.raw(e) : this.push(e));
     for (const c of todo) {
       if (this.closed) return;
       const after = Math.max(c.ackSeq, this.deps.pendingAck(c.conv, this.user));
@@ -140,6 +153,7 @@ export class UserSession {
   /** A message committed in one of this user's conversations. */
   push(p: MessagePush): void {
     if (this.closed) return;
+    if (this.starting) { (this.early ??= []).push(p); return; }
     const held = this.held?.get(p.conv);
     if (held) { held.push(p); return; }
     this.pushTracked(p.conv, p.seq, p.json, 'live');
@@ -147,6 +161,8 @@ export class UserSession {
 
   /** An unstored event (receipt, recalled, typing). */
   event(json: string): void {
+    if (this.closed) return;
+    if (this.starting) { (this.early ??= []).push(json); return; }
     this.raw(json);
   }
 
