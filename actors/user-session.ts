@@ -299,7 +299,7 @@ export class UserSession {
     const p = parseConvId(f.conv);
     if (!p) throw new ProtocolError('bad_request', `"${f.conv.slice(0, 80)}" is not a conversation id`);
     this.acked(f.conv, f.seq);
-    // Cursor moves beyond what was ever pushed are clamped by the pushes we know of.
+    // The store clamps the cursor to the last stored message when it writes it.
     this.deps.moveCursor(f.conv, this.user, f.seq);
     if (p.kind === 'dm' && (p.a === this.user || p.b === this.user)) {
       const other = p.a === this.user ? p.b : p.a;

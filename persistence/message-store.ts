@@ -69,6 +69,9 @@ function toStored(r: Row): StoredMessage {
   };
 }
 
+/** The highest stored seq of a conversation, as an SQL expression (one primary-key index dive). */
+const LAST_SEQ_OF = (convExpr: string): string => `COALESCE((SELECT MAX(m.seq) FROM message m WHERE m.conversation_id = ${convExpr}), 0)`;
+
 const MSG_COLS = 'conversation_id, seq, mid, sender_id, cmid, kind, body, created_at, recalled_at';
 
 /** Cursor moves accepted but not yet written (see CursorBuffer): reads of cursors merge them in. */
@@ -238,7 +241,8 @@ export class MessageStore {
   }
 
   /**
-   * Applies coalesced cursor moves; cursors only ever move forward. One UPDATE per chunk, joined
+   * Applies coalesced cursor moves; cursors only ever move forward, and never past the last
+   * stored message (a client acking far ahead would otherwise never get later messages redelivered). One UPDATE per chunk, joined
    * against the moves as a derived table, so a flush holds the database for one statement
    * rather than one per member (with SQLite's single connection, commits wait behind it).
    */
@@ -250,8 +254,10 @@ export class MessageStore {
       const sql = this.dialect === 'mysql'
         ? `UPDATE conversation_member cm JOIN (${chunk.map((_, j) => (j === 0 ? 'SELECT ? AS c, ? AS u, ? AS a, ? AS r' : 'SELECT ?, ?, ?, ?')).join(' UNION ALL ')}) v
              ON cm.conversation_id = v.c AND cm.user_id = v.u
-           SET cm.ack_seq = GREATEST(cm.ack_seq, v.a), cm.read_seq = GREATEST(cm.read_seq, v.r)`
-        : `UPDATE conversation_member SET ack_seq = MAX(ack_seq, v.column3), read_seq = MAX(read_seq, v.column4)
+           SET cm.ack_seq = GREATEST(cm.ack_seq, LEAST(v.a, ${LAST_SEQ_OF('cm.conversation_id')})),
+               cm.read_seq = GREATEST(cm.read_seq, LEAST(v.r, ${LAST_SEQ_OF('cm.conversation_id')}))`
+        : `UPDATE conversation_member SET ack_seq = MAX(ack_seq, MIN(v.column3, ${LAST_SEQ_OF('v.column1')})),
+             read_seq = MAX(read_seq, MIN(v.column4, ${LAST_SEQ_OF('v.column1')}))
            FROM (VALUES ${chunk.map(() => '(?, ?, ?, ?)').join(', ')}) AS v
            WHERE conversation_member.conversation_id = v.column1 AND conversation_member.user_id = v.column2`;
       await this.run(sql, params);

@@ -29,6 +29,7 @@ describe.each(modes)('MessageStore cursors on %s', (mode) => {
 
   it('moves cursors forward only, for members only, in bulk', async () => {
     await store.createGroup('g:c', 'own', ['m1', 'm2'], 1);
+    await store.insertMessages(Array.from({ length: 8 }, (_, i) => ({ conv: 'g:c', seq: i + 1, mid: `${mode}${i}`, from: 'own', cmid: `c${i}`, kind: 'text', bodyJson: '1', ts: 1 })));
     const moves = [{ conv: 'g:c', user: 'm1', ack: 5, read: 3 }, { conv: 'g:c', user: 'own', ack: 2 }, { conv: 'g:c', user: 'stranger', ack: 9 }];
     // Many more moves than one chunk, all for other (absent) rows.
     for (let i = 0; i < 600; i++) moves.push({ conv: `g:none${i}`, user: 'x', ack: i });
@@ -39,6 +40,11 @@ describe.each(modes)('MessageStore cursors on %s', (mode) => {
     expect(byUser.own).toMatchObject({ ackSeq: 2, readSeq: 0 });
     expect(byUser.m2).toMatchObject({ ackSeq: 0, readSeq: 0 });
     expect(await store.userConversations('stranger')).toEqual([]);
+  });
+
+  it('never moves a cursor past the last stored message', async () => {
+    await store.applyCursors([{ conv: 'g:c', user: 'm2', ack: 1000, read: 999 }]);
+    expect((await store.userConversations('m2'))[0]).toMatchObject({ ackSeq: 8, readSeq: 8, lastSeq: 8 });
   });
 
   it('keeps last_seq hints forward-only', async () => {
