@@ -19,8 +19,7 @@ import { createActorSystem, type ActorSystem } from './actors/system.ts';
 import type { Connection } from './actors/user-session.ts';
 import type { ClusterRuntime } from './cluster/cluster-runtime.ts';
 import { Gateway } from './gateway/server.ts';
-import { openDatabase, type Database } from './persistence/database.ts';
-import { MessageStore } from './persistence/message-store.ts';
+import { openStore, type OpenStore } from './persistence/store.ts';
 
 export interface ChatNode {
   config: NodeConfig;
@@ -36,12 +35,12 @@ const withTimeout = <T>(p: Promise<T>, ms: number, fallback: T): Promise<T> =>
 export async function startNode(config: NodeConfig, log: Logger = createLogger(config.logLevel, config.nodeId)): Promise<ChatNode> {
   const metrics = new Metrics();
   const mode = modeOf(config);
-  let db: Database | null = null;
+  let db: OpenStore | null = null;
   let system: ActorSystem | null = null;
   let cluster: ClusterRuntime | null = null;
   try {
-    db = await openDatabase({ mysqlUrl: config.mysqlUrl, dataDir: config.dataDir });
-    const store = new MessageStore(db);
+    db = await openStore({ mysqlUrl: config.mysqlUrl, dataDir: config.dataDir });
+    const store = db.store;
     system = await createActorSystem();
     const root = system.root;
     const directory = new SessionDirectory();

@@ -16,14 +16,14 @@
 import { ProtocolError, unavailable } from '../protocol/errors.ts';
 import { parseConvId, type ParsedConv } from '../protocol/ids.ts';
 import type { MsgFrame } from '../protocol/frames.ts';
-import type { MessageStore, NewMessage, StoredMessage, SentRecord } from '../persistence/message-store.ts';
+import type { RecordStore, NewMessage, StoredMessage, SentRecord } from '../persistence/message-store.ts';
 import { DuplicateKeyError } from '../persistence/message-store.ts';
 import type { ConvRequest, ConvReply, SendResult } from './conversation-protocol.ts';
 import type { Delivery } from './delivery.ts';
 import type { Logger } from '../core/logger.ts';
 
 export interface ConversationDeps {
-  store: MessageStore;
+  store: RecordStore;
   /** Commits one message in this conversation's group-commit writer. */
   write(row: NewMessage): Promise<void>;
   delivery: Delivery;

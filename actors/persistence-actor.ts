@@ -8,7 +8,7 @@ import type { Logger } from '../core/logger.ts';
 import type { Metrics } from '../core/metrics.ts';
 import { CursorBuffer } from '../persistence/cursor-buffer.ts';
 import { GroupCommitWriter } from '../persistence/group-commit.ts';
-import type { MessageStore, NewMessage } from '../persistence/message-store.ts';
+import type { RecordStore, NewMessage } from '../persistence/message-store.ts';
 import { spawn, type ActorRef, type ParentActor, type SelfActor } from './system.ts';
 
 class PersistenceActor {
@@ -30,12 +30,12 @@ export class PersistencePool {
   private readonly writers: GroupCommitWriter[] = [];
   readonly cursors: CursorBuffer;
 
-  private constructor(private readonly store: MessageStore, private readonly log: Logger, private readonly metrics: Metrics, private readonly opts: PersistenceOptions) {
+  private constructor(private readonly store: RecordStore, private readonly log: Logger, private readonly metrics: Metrics, private readonly opts: PersistenceOptions) {
     this.cursors = new CursorBuffer(store, opts.cursorFlushMs, (e) => log.warn({ err: String(e) }, 'cursor flush failed; will retry'));
     store.setPendingCursors((conv, user) => this.cursors.pending(conv, user));
   }
 
-  static async start(parent: ParentActor, store: MessageStore, log: Logger, metrics: Metrics, opts: PersistenceOptions): Promise<PersistencePool> {
+  static async start(parent: ParentActor, store: RecordStore, log: Logger, metrics: Metrics, opts: PersistenceOptions): Promise<PersistencePool> {
     const pool = new PersistencePool(store, log, metrics, opts);
     for (let i = 0; i < opts.writers; i++) {
       const writer = new GroupCommitWriter(store, opts.maxRows, opts.maxDelayMs, {

@@ -14,7 +14,7 @@ import type { NodeConfig } from '../cluster.config.ts';
 import { ProtocolError, isProtocolError, unavailable, type ErrorCode } from '../protocol/errors.ts';
 import type { ClientFrame, ClientFrameOf, KickReason, ServerFrame } from '../protocol/frames.ts';
 import { dmConvId, groupConvId, parseConvId } from '../protocol/ids.ts';
-import type { MessageStore } from '../persistence/message-store.ts';
+import type { RecordStore } from '../persistence/message-store.ts';
 import type { ConversationService } from './conversation-protocol.ts';
 import { toMsgFrame } from './conversation.ts';
 import type { MessagePush } from './delivery.ts';
@@ -31,7 +31,7 @@ export interface SessionDeps {
   config: NodeConfig;
   log: Logger;
   metrics: Metrics;
-  store: MessageStore;
+  store: RecordStore;
   conversations: ConversationService;
   moveCursor(conv: string, user: string, ack?: number, read?: number): void;
   /** Buffered (not yet written) ack cursor of this user, so a quick re-login does not redeliver. */

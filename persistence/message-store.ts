@@ -77,7 +77,38 @@ const MSG_COLS = 'conversation_id, seq, mid, sender_id, cmid, kind, body, create
 /** Cursor moves accepted but not yet written (see CursorBuffer): reads of cursors merge them in. */
 export type PendingCursors = (conv: string, user: string) => { ack: number; read: number };
 
-export class MessageStore {
+/** Cursors are written lazily: a move acknowledged a moment ago may not be in the record yet. */
+export function withPendingCursors(rows: UserConversation[], user: string, pending: PendingCursors | null): UserConversation[] {
+  if (!pending) return rows;
+  return rows.map((r) => {
+    const p = pending(r.conv, user);
+    return { ...r, ackSeq: Math.max(r.ackSeq, p.ack), readSeq: Math.max(r.readSeq, p.read) };
+  });
+}
+
+/** What the actors need of the record, whether it runs in this thread or in a worker. */
+export interface RecordStore {
+  setPendingCursors(fn: PendingCursors | null): void;
+  insertMessages(rows: NewMessage[]): Promise<void>;
+  loadConversation(conv: string): Promise<ConversationRecord | null>;
+  members(conv: string): Promise<MemberRecord[]>;
+  maxSeq(conv: string): Promise<number>;
+  ensureDm(conv: string, a: string, b: string, now: number): Promise<void>;
+  createGroup(conv: string, owner: string, members: string[], now: number): Promise<void>;
+  addMembers(conv: string, users: string[], now: number): Promise<void>;
+  removeMembers(conv: string, users: string[]): Promise<void>;
+  findSent(conv: string, keys: Array<{ from: string; cmid: string }>): Promise<SentRecord[]>;
+  recentSent(conv: string, limit: number): Promise<SentRecord[]>;
+  history(conv: string, after: number, limit: number): Promise<StoredMessage[]>;
+  getMessage(conv: string, seq: number): Promise<StoredMessage | null>;
+  recall(conv: string, seq: number, now: number): Promise<boolean>;
+  userConversations(user: string): Promise<UserConversation[]>;
+  applyCursors(moves: CursorMove[]): Promise<void>;
+  updateLastSeqs(lastSeqs: Map<string, number>): Promise<void>;
+  ping(): Promise<void>;
+}
+
+export class MessageStore implements RecordStore {
   private readonly dialect: Dialect;
   private pendingCursors: PendingCursors | null = null;
 
@@ -232,12 +263,8 @@ export class MessageStore {
       `SELECT cm.conversation_id AS conv, cm.ack_seq, cm.read_seq,
               (SELECT MAX(m.seq) FROM message m WHERE m.conversation_id = cm.conversation_id) AS last_seq
          FROM conversation_member cm WHERE cm.user_id = ? ORDER BY cm.conversation_id`, [user]);
-    return rows.map((r) => {
-      const conv = str(r.conv);
-      // Cursors are written lazily: a move acknowledged a moment ago may not be in the record yet.
-      const p = this.pendingCursors?.(conv, user) ?? { ack: 0, read: 0 };
-      return { conv, lastSeq: r.last_seq == null ? 0 : num(r.last_seq), ackSeq: Math.max(num(r.ack_seq), p.ack), readSeq: Math.max(num(r.read_seq), p.read) };
-    });
+    const list = rows.map((r) => ({ conv: str(r.conv), lastSeq: r.last_seq == null ? 0 : num(r.last_seq), ackSeq: num(r.ack_seq), readSeq: num(r.read_seq) }));
+    return withPendingCursors(list, user, this.pendingCursors);
   }
 
   /**
