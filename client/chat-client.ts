@@ -52,6 +52,8 @@ export interface ChatClientOptions {
   maxInFlight?: number;
   /** Delay before resending a send answered `rate_limited`. Default 500 (plus jitter). */
   rateLimitRetryMs?: number;
+  /** Longest (jittered) wait before resending a send answered `unavailable`. Default 1000 ms. */
+  unavailableRetryMaxMs?: number;
   /** Sends failing with `internal`/`conflict` are retried this many times in all. Default 5. */
   maxSendAttempts?: number;
   /** Ack flush interval. Default 100. */
@@ -611,7 +613,9 @@ export class ChatClient {
       const base = this.opts.rateLimitRetryMs ?? 500;
       this.outbox.retryLater(entry.rid, now + base + Math.floor(Math.random() * base));
     } else if (RETRY_ALWAYS.has(err.code) || (RETRY_BOUNDED.has(err.code) && entry.attempts < (this.opts.maxSendAttempts ?? 5))) {
-      const backoff = Math.min(5000, 100 * 2 ** Math.min(entry.attempts, 10));
+      // `unavailable` clears as soon as failover completes (about IM_NODE_TTL_MS): keep its waits short.
+      const cap = err.code === 'unavailable' ? (this.opts.unavailableRetryMaxMs ?? 1000) : 5000;
+      const backoff = Math.min(cap, 100 * 2 ** Math.min(entry.attempts, 10));
       this.outbox.retryLater(entry.rid, now + Math.floor(Math.random() * backoff));
     } else {
       this.outbox.reject(entry.rid, err);
