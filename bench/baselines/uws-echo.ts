@@ -4,7 +4,9 @@
  *
  * - `login` → `login_ok` (the JWT payload is decoded, NOT verified: no logic, no crypto)
  * - `send` 1:1 → `sent` (fake per-conversation seq counter, nothing stored) and a `msg`
- *   pushed to the recipient's socket when it is connected
+ *   pushed to the recipient's socket when it is connected; when it is not, the `msg` frame is
+ *   kept in an in-memory mailbox (at most 500 per user, like IM_LOGIN_PUSH_MAX) and pushed right
+ *   after its next `login_ok` (the ceiling of the reconnect-storm scenario)
  * - `send` to `g:<group>` → `sent` and a `msg` to every other online member through uWS
  *   native topic publish (`ws.subscribe`, `ws.publish`)
  * - `group_create` / `group_add` → `ok`; online members are subscribed to the topic
@@ -38,6 +40,9 @@ const seqs = new Map<string, number>();
 const groups = new Map<string, Set<string>>();
 const groupsOf = new Map<string, Set<string>>();
 let nextMid = 1;
+/** Offline 1:1 messages (already encoded `msg` frames), pushed after the next login_ok. */
+const mailboxes = new Map<string, string[]>();
+const MAILBOX_MAX = 500;
 
 function decodeSub(token: string): string | null {
   const parts = token.split('.');
@@ -111,6 +116,11 @@ function onFrame(ws: uWS.WebSocket<SocketData>, f: Frame): void {
     const mine = groupsOf.get(user);
     if (mine) for (const g of mine) ws.subscribe(g);
     send(ws, { t: 'login_ok', rid: f.rid, user, device: data.device, node: NODE_ID, heartbeat_ms: HEARTBEAT_MS });
+    const box = mailboxes.get(user);
+    if (box) {
+      mailboxes.delete(user);
+      for (const m of box) ws.send(m, false, false);
+    }
     return;
   }
   switch (t) {
@@ -125,7 +135,14 @@ function onFrame(ws: uWS.WebSocket<SocketData>, f: Frame): void {
         const seq = nextSeq(conv);
         send(ws, { t: 'sent', rid: f.rid, conv, cmid: f.cmid, seq, mid, ts });
         const peer = sockets.get(b);
-        if (peer) send(peer, { t: 'msg', conv, seq, mid, from: a, cmid: f.cmid, ts, kind, body: f.body });
+        const msg = { t: 'msg', conv, seq, mid, from: a, cmid: f.cmid, ts, kind, body: f.body };
+        if (peer) send(peer, msg);
+        else {
+          let box = mailboxes.get(b);
+          if (!box) mailboxes.set(b, (box = []));
+          if (box.length >= MAILBOX_MAX) box.shift();
+          box.push(JSON.stringify(msg));
+        }
       } else if (typeof f.conv === 'string') {
         const conv = f.conv;
         const seq = nextSeq(conv);

@@ -20,6 +20,9 @@ export interface ServerFrame {
   cmid?: string;
   body?: { ts?: number } | null;
   heartbeat_ms?: number;
+  /** `batch` answers to `sync`. */
+  msgs?: { seq?: number }[];
+  more?: boolean;
 }
 
 export type Decoded = { kind: 'frame'; frame: ServerFrame } | { kind: 'ready' } | { kind: 'none' } | { kind: 'fail'; reason: string };

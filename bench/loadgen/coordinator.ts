@@ -8,13 +8,19 @@
  *   pairs  — 1:1 pairs, open-loop fixed-rate schedule; send→sent and send→delivery latency;
  *            a bounded step search for the highest rate with p99 send→sent under a limit
  *   fanout — one sender into a group of M online members; deliveries/s and p99 send→last delivery
+ *   reconnect — N clients with K offline messages each all connect at once; time until every
+ *            client holds its messages (login redelivery, `sync` as fallback), p50/p99 per client
+ *
+ * Multi-node targets (`urls`): pairs put the two sockets of every pair on different nodes, fanout
+ * spreads the group's members over the nodes, reconnect puts senders and recipients on
+ * different nodes; server metrics are summed over `pids`.
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { mergeEncoded, summarize, type LatencySummary } from './hist.ts';
 import { cpuPercent, machineBusyPercent, machineCpu, ProcWatcher, sampleProc } from './procstat.ts';
-import type { CodecName, ConnSpec, FromWorker, PhaseKind, PhaseResultMsg, SetupResultMsg, ToWorker } from './types.ts';
+import type { CodecName, ConnSpec, FromWorker, PhaseKind, PhaseResultMsg, PreparedMsg, SetupResultMsg, StormResultMsg, ToWorker } from './types.ts';
 
 export interface Target {
   name: string;
@@ -23,6 +29,56 @@ export interface Target {
   codec: CodecName;
   /** Server PID for /proc metrics (optional). */
   pid?: number;
+  /** Cluster: every node's WebSocket URL (url = urls[0]); sockets are spread over them. */
+  urls?: string[];
+  /** Cluster: every node's PID; server CPU and RSS are summed over them. Overrides `pid`. */
+  pids?: number[];
+}
+
+function pidsOf(t: Target): number[] {
+  return t.pids ?? (t.pid !== undefined ? [t.pid] : []);
+}
+
+function nodeCount(t: Target): number {
+  return Math.max(1, t.urls?.length ?? 1);
+}
+
+/** RSS summed over the target's processes (null when any is gone). */
+function sampleRss(t: Target): number | null {
+  const pids = pidsOf(t);
+  if (pids.length === 0) return null;
+  let sum = 0;
+  for (const pid of pids) {
+    const x = sampleProc(pid);
+    if (!x) return null;
+    sum += x.rssBytes;
+  }
+  return sum;
+}
+
+/** Watches every process of a target; CPU % (of one core) and RSS are sums over them. */
+class TargetWatcher {
+  private readonly ws: ProcWatcher[];
+  constructor(t: Target) {
+    this.ws = pidsOf(t).map((pid) => new ProcWatcher(pid));
+  }
+  stop(): (ServerUsage & { cpuMs: number }) | null {
+    if (this.ws.length === 0) return null;
+    let cpuPct = 0;
+    let cpuMs = 0;
+    let rss = 0;
+    let peak = 0;
+    for (const w of this.ws) {
+      const r = w.stop();
+      if (!r.first || !r.last) return null;
+      cpuPct += cpuPercent(r.first, r.last);
+      cpuMs += r.last.cpuMs - r.first.cpuMs;
+      rss += r.last.rssBytes;
+      // Sum of per-process peaks: an upper bound of the simultaneous peak.
+      peak += r.peakRssBytes;
+    }
+    return { cpuPct: round1(cpuPct), cpuMs: Math.round(cpuMs), rssMB: round1(rss / 2 ** 20), peakRssMB: round1(peak / 2 ** 20) };
+  }
 }
 
 export interface LoadOptions {
@@ -165,6 +221,7 @@ async function setupFleet(fleet: Fleet, target: Target, o: LoadOptions, perWorke
       type: 'setup',
       workerIndex: i,
       url: target.url,
+      urls: target.urls,
       codec: target.codec,
       jwtSecret: o.jwtSecret,
       conns,
@@ -225,14 +282,14 @@ let phaseCounter = 0;
 async function runPhase(fleet: Fleet, target: Target, kind: PhaseKind, rates: number[], durationMs: number, graceMs: number, bodyBytes: number, conv?: string): Promise<MergedPhase> {
   const phaseId = ++phaseCounter;
   const startAt = wall() + 300;
-  const watcher = target.pid !== undefined ? new ProcWatcher(target.pid) : null;
+  const watcher = new TargetWatcher(target);
   const m0 = machineCpu();
   for (let i = 0; i < fleet.size; i++) {
     fleet.send(i, { type: 'phase', phaseId, kind, rate: rates[i] ?? 0, startAt, durationMs, graceMs, bodyBytes, conv });
   }
   const results: PhaseResultMsg[] = [];
   for (let i = 0; i < fleet.size; i++) results.push(await fleet.expect(i, 'phaseResult', durationMs + graceMs + 30_000));
-  const w = watcher?.stop();
+  const usage = watcher.stop();
   const machineBusyPct = machineBusyPercent(m0, machineCpu());
   const errors: Record<string, number> = {};
   const fanout = new Map<string, [number, number]>();
@@ -261,10 +318,7 @@ async function runPhase(fleet: Fleet, target: Target, kind: PhaseKind, rates: nu
     fanout,
     maxScheduleLagMs: results.reduce((m, r) => Math.max(m, r.maxScheduleLagMs), 0),
     loadgenCpuPct: results.reduce((m, r) => Math.max(m, r.wallMs > 0 ? round1((r.cpuMs / r.wallMs) * 100) : 0), 0),
-    server:
-      w && w.first && w.last
-        ? { cpuPct: cpuPercent(w.first, w.last), rssMB: round1(w.last.rssBytes / 2 ** 20), peakRssMB: round1(w.peakRssBytes / 2 ** 20) }
-        : null,
+    server: usage ? { cpuPct: usage.cpuPct, rssMB: usage.rssMB, peakRssMB: usage.peakRssMB } : null,
     machineBusyPct,
     openSockets: results.reduce((n, r) => n + r.openSockets, 0),
   };
@@ -300,20 +354,21 @@ export async function runIdle(target: Target, o: LoadOptions, p: IdleParams): Pr
   const fleet = new Fleet(o.workers);
   try {
     const perWorker: ConnSpec[][] = Array.from({ length: fleet.size }, () => []);
-    for (let i = 0; i < p.connections; i++) perWorker[i % fleet.size]!.push({ user: `idle${i}`, index: i });
-    const before = target.pid !== undefined ? sampleProc(target.pid) : null;
+    const nodes = nodeCount(target);
+    for (let i = 0; i < p.connections; i++) perWorker[i % fleet.size]!.push({ user: `idle${i}`, index: i, node: i % nodes });
+    const before = sampleRss(target);
     o.log(`  idle: connecting ${p.connections} sockets`);
     const setup = await setupFleet(fleet, target, o, perWorker);
     await sleep(1000);
-    const after = target.pid !== undefined ? sampleProc(target.pid) : null;
+    const after = sampleRss(target);
     o.log(`  idle: ${setup.connected} logged in (${setup.loginsPerSec}/s), resting ${p.restMs} ms`);
     const ph = await runPhase(fleet, target, 'idle', [], p.restMs, 0, 0);
     return {
       scenario: 'idle',
       setup,
-      rssBeforeMB: before ? round1(before.rssBytes / 2 ** 20) : null,
-      rssAfterMB: after ? round1(after.rssBytes / 2 ** 20) : null,
-      rssPerConnKB: before && after && setup.connected > 0 ? round1((after.rssBytes - before.rssBytes) / 1024 / setup.connected) : null,
+      rssBeforeMB: before !== null ? round1(before / 2 ** 20) : null,
+      rssAfterMB: after !== null ? round1(after / 2 ** 20) : null,
+      rssPerConnKB: before !== null && after !== null && setup.connected > 0 ? round1((after - before) / 1024 / setup.connected) : null,
       cpuRestPct: ph.server?.cpuPct ?? null,
       pingRtt: ph.pong,
       restSeconds: p.restMs / 1000,
@@ -450,8 +505,10 @@ export async function runPairs(target: Target, o: LoadOptions, p: PairsParams): 
       const a = `pa${i}a`;
       const b = `pa${i}b`;
       const w = perWorker[i % fleet.size]!;
-      w.push({ user: a, peer: b, index: index++ });
-      w.push({ user: b, peer: a, index: index++ });
+      // On a cluster the two sockets of a pair are on different nodes (alternating which one).
+      const n = nodeCount(target);
+      w.push({ user: a, peer: b, index: index++, node: i % n });
+      w.push({ user: b, peer: a, index: index++, node: (i + 1) % n });
     }
     const setup = await setupFleet(fleet, target, o, perWorker);
     o.log(`  pairs: ${setup.connected}/${setup.requested} sockets logged in`);
@@ -515,7 +572,7 @@ export async function runFanout(target: Target, o: LoadOptions, p: FanoutParams)
       const user = `fo${tag}${i}`;
       members.push(user);
       // member 0 (the sender and group owner) is worker 0's first connection
-      perWorker[i % fleet.size]!.push({ user, index: i });
+      perWorker[i % fleet.size]!.push({ user, index: i, node: i % nodeCount(target) });
     }
     const setup = await setupFleet(fleet, target, o, perWorker);
     o.log(`  fanout: ${setup.connected}/${setup.requested} members logged in`);
@@ -572,6 +629,144 @@ export async function runFanout(target: Target, o: LoadOptions, p: FanoutParams)
       return { ...base, pass: reason === '', reason };
     });
     return { scenario: 'fanout', setup, members: p.members, steps, maxRate, maxDeliveriesPerSec: maxRate * recipients, bounded, p99LimitMs: p.p99LimitMs };
+  } finally {
+    await fleet.close();
+  }
+}
+
+// ------------------------------------------------------------------------------------ reconnect
+
+export interface ReconnectParams {
+  /** Recipients that are offline while their messages are written, then connect all at once. */
+  clients: number;
+  /** Offline messages per recipient (one 1:1 conversation each; ≤ IM_LOGIN_PUSH_MAX to be pushed at login). */
+  perClient: number;
+  /** Sender sockets writing the offline messages (each writes to clients/senders recipients). */
+  senders: number;
+  /** Concurrent connection attempts per worker during the storm; 0 = all at once. */
+  concurrency: number;
+  /** A client whose redelivery stalls this long sends `sync`. */
+  syncAfterMs: number;
+  /** Bound of the preparation and of the storm, each. */
+  timeoutMs: number;
+}
+
+export interface ReconnectResult {
+  scenario: 'reconnect';
+  clients: number;
+  perClient: number;
+  senders: number;
+  prepare: { attempted: number; stored: number; seconds: number; msgsPerSec: number; errors: Record<string, number>; shortRecipients: number };
+  loggedIn: number;
+  /** Clients holding every one of their offline messages before the timeout. */
+  synced: number;
+  /** Seconds from the storm start until the last client held all its messages (null: not all did). */
+  allSyncedSeconds: number | null;
+  /** The latest client that did sync, even when some never did, s. */
+  lastSyncedSeconds: number;
+  lastLoginSeconds: number;
+  /** Per-client time from the storm start to login_ok / to holding all messages, ms. */
+  login: LatencySummary;
+  timeToSynced: LatencySummary;
+  usedSync: number;
+  pushed: number;
+  duplicates: number;
+  fromSync: number;
+  /** Offline messages delivered per second of the storm (all clients' expected messages / all-synced time). */
+  msgsPerSec: number | null;
+  errors: Record<string, number>;
+  server: (ServerUsage & { cpuMs: number; rssBeforeMB: number | null; rssGrowthMB: number | null }) | null;
+  machineBusyPct: number | null;
+  loadgenCpuPct: number;
+  timeoutMs: number;
+}
+
+export async function runReconnect(target: Target, o: LoadOptions, p: ReconnectParams): Promise<ReconnectResult> {
+  const fleet = new Fleet(o.workers);
+  try {
+    const nodes = nodeCount(target);
+    const tag = Math.random().toString(36).slice(2, 8);
+    const senders = Math.max(1, Math.min(p.senders, p.clients));
+    const recipients = Array.from({ length: p.clients }, (_, i) => `rc${tag}r${i}`);
+    // Recipient i gets its messages from sender s = i % senders. On a cluster the sender sits on
+    // node (s + 1) % nodes and its recipients on node s % nodes: every conversation crosses nodes.
+    const senderSpecs: ConnSpec[] = Array.from({ length: senders }, (_, sIdx) => ({
+      user: `rc${tag}s${sIdx}`,
+      index: sIdx,
+      node: (sIdx + 1) % nodes,
+      peers: recipients.filter((_, i) => i % senders === sIdx),
+    }));
+    const perWorker: ConnSpec[][] = Array.from({ length: fleet.size }, () => []);
+    senderSpecs.forEach((c, i) => perWorker[i % fleet.size]!.push(c));
+    const setup = await setupFleet(fleet, target, o, perWorker);
+    if (setup.connected < senders) throw new Error(`only ${setup.connected}/${senders} senders logged in: ${JSON.stringify(setup.errors)}`);
+
+    o.log(`  reconnect: writing ${p.perClient} messages to each of ${p.clients} offline clients`);
+    for (let i = 0; i < fleet.size; i++) fleet.send(i, { type: 'prepare', perPeer: p.perClient, window: 16, bodyBytes: o.bodyBytes, timeoutMs: p.timeoutMs });
+    const prepared: PreparedMsg[] = [];
+    for (let i = 0; i < fleet.size; i++) prepared.push(await fleet.expect(i, 'prepared', p.timeoutMs + 30_000));
+    const prepErrors: Record<string, number> = {};
+    for (const r of prepared) addCounts(prepErrors, r.errors);
+    const stored = prepared.reduce((n, r) => n + r.sentOk, 0);
+    const prepSecs = Math.max(0.001, ...prepared.map((r) => r.elapsedMs / 1000));
+    const shortRecipients = prepared.reduce((n, r) => n + r.short.length, 0);
+    o.log(`  reconnect: ${stored} stored in ${prepSecs.toFixed(1)} s${shortRecipients ? `, ${shortRecipients} recipients short` : ''}`);
+    if (stored === 0) throw new Error(`no offline message stored: ${JSON.stringify(prepErrors)}`);
+    // Let the write path settle (group commits, cursor flushes) before the storm.
+    await sleep(1000);
+
+    const stormPer: ConnSpec[][] = Array.from({ length: fleet.size }, () => []);
+    recipients.forEach((user, i) => stormPer[i % fleet.size]!.push({ user, peer: `rc${tag}s${i % senders}`, index: senders + i, node: (i % senders) % nodes }));
+    const rssBefore = sampleRss(target);
+    const watcher = new TargetWatcher(target);
+    const m0 = machineCpu();
+    const startAt = wall() + 1000;
+    o.log(`  reconnect: ${p.clients} clients connect at once`);
+    for (let i = 0; i < fleet.size; i++) {
+      fleet.send(i, { type: 'storm', conns: stormPer[i] ?? [], startAt, expected: p.perClient, concurrency: p.concurrency, syncAfterMs: p.syncAfterMs, timeoutMs: p.timeoutMs });
+    }
+    const res: StormResultMsg[] = [];
+    for (let i = 0; i < fleet.size; i++) res.push(await fleet.expect(i, 'stormResult', p.timeoutMs + 60_000));
+    const usage = watcher.stop();
+    const machineBusyPct = machineBusyPercent(m0, machineCpu());
+    const errors: Record<string, number> = {};
+    for (const r of res) addCounts(errors, r.errors);
+    const loginH = mergeEncoded(res.map((r) => r.loginHist));
+    const syncedH = mergeEncoded(res.map((r) => r.syncedHist));
+    const sum = (f: (r: StormResultMsg) => number): number => res.reduce((n, r) => n + f(r), 0);
+    const synced = sum((r) => r.synced);
+    const lastSynced = Math.max(0, ...res.map((r) => r.lastSyncedMs)) / 1000;
+    const all = synced === p.clients;
+    const out: ReconnectResult = {
+      scenario: 'reconnect',
+      clients: p.clients,
+      perClient: p.perClient,
+      senders,
+      prepare: { attempted: prepared.reduce((n, r) => n + r.attempted, 0), stored, seconds: Math.round(prepSecs * 100) / 100, msgsPerSec: Math.round(stored / prepSecs), errors: prepErrors, shortRecipients },
+      loggedIn: sum((r) => r.loggedIn),
+      synced,
+      allSyncedSeconds: all ? Math.round(lastSynced * 1000) / 1000 : null,
+      lastSyncedSeconds: Math.round(lastSynced * 1000) / 1000,
+      lastLoginSeconds: Math.round(Math.max(0, ...res.map((r) => r.lastLoginMs))) / 1000,
+      login: summarize(loginH),
+      timeToSynced: summarize(syncedH),
+      usedSync: sum((r) => r.usedSync),
+      pushed: sum((r) => r.pushed),
+      duplicates: sum((r) => r.duplicates),
+      fromSync: sum((r) => r.fromSync),
+      msgsPerSec: all && lastSynced > 0 ? Math.round((p.clients * p.perClient) / lastSynced) : null,
+      errors,
+      server: usage ? { ...usage, rssBeforeMB: rssBefore !== null ? round1(rssBefore / 2 ** 20) : null, rssGrowthMB: rssBefore !== null ? round1(usage.rssMB - rssBefore / 2 ** 20) : null } : null,
+      machineBusyPct,
+      loadgenCpuPct: res.reduce((m, r) => Math.max(m, r.wallMs > 0 ? round1((r.cpuMs / r.wallMs) * 100) : 0), 0),
+      timeoutMs: p.timeoutMs,
+    };
+    loginH.destroy();
+    syncedH.destroy();
+    o.log(
+      `  reconnect: ${synced}/${p.clients} synced, all in ${out.allSyncedSeconds ?? `– (last ${out.lastSyncedSeconds})`} s, p50 ${out.timeToSynced.p50} p99 ${out.timeToSynced.p99} ms, login p99 ${out.login.p99} ms, sync used ${out.usedSync}, errors ${JSON.stringify(errors)}, server cpu ${usage?.cpuPct ?? '?'}%`,
+    );
+    return out;
   } finally {
     await fleet.close();
   }

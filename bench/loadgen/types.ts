@@ -8,12 +8,18 @@ export interface ConnSpec {
   peer?: string;
   /** Global connection index, used for source-address rotation. */
   index: number;
+  /** Index into `SetupMsg.urls` (cluster targets: which node this socket connects to). */
+  node?: number;
+  /** reconnect: the recipients this sender writes to while they are offline. */
+  peers?: string[];
 }
 
 export interface SetupMsg {
   type: 'setup';
   workerIndex: number;
   url: string;
+  /** All node URLs of the target (cluster); `ConnSpec.node` picks one. Defaults to [url]. */
+  urls?: string[];
   codec: CodecName;
   jwtSecret: string;
   conns: ConnSpec[];
@@ -58,7 +64,32 @@ export interface CloseMsg {
   type: 'close';
 }
 
-export type ToWorker = SetupMsg | GroupMsg | PhaseMsg | CloseMsg;
+/** reconnect, step 1: every connection with `peers` sends `perPeer` messages to each of them. */
+export interface PrepareMsg {
+  type: 'prepare';
+  perPeer: number;
+  /** Sends in flight per sender socket (closed loop). */
+  window: number;
+  bodyBytes: number;
+  timeoutMs: number;
+}
+
+/** reconnect, step 2: all `conns` connect at `startAt` and wait for their offline messages. */
+export interface StormMsg {
+  type: 'storm';
+  conns: ConnSpec[];
+  /** Wall-clock start (ms since epoch). */
+  startAt: number;
+  /** Messages each client must end up with (distinct seqs in its conversation with `peer`). */
+  expected: number;
+  /** Concurrent connection attempts of this worker; 0 = all at once. */
+  concurrency: number;
+  /** A client whose redelivery stalls this long after login_ok (or the last msg) sends `sync`. */
+  syncAfterMs: number;
+  timeoutMs: number;
+}
+
+export type ToWorker = SetupMsg | GroupMsg | PhaseMsg | PrepareMsg | StormMsg | CloseMsg;
 
 export interface SetupResultMsg {
   type: 'setupDone';
@@ -116,4 +147,39 @@ export interface WorkerErrorMsg {
   message: string;
 }
 
-export type FromWorker = SetupResultMsg | GroupDoneMsg | PhaseResultMsg | ClosedMsg | WorkerErrorMsg;
+export interface PreparedMsg {
+  type: 'prepared';
+  workerIndex: number;
+  attempted: number;
+  sentOk: number;
+  errors: Record<string, number>;
+  elapsedMs: number;
+  /** Recipients that got fewer than `perPeer` messages stored: [user, stored]. */
+  short: [string, number][];
+}
+
+export interface StormResultMsg {
+  type: 'stormResult';
+  workerIndex: number;
+  clients: number;
+  loggedIn: number;
+  /** Clients that hold every expected message. */
+  synced: number;
+  /** Clients that needed a `sync` to complete. */
+  usedSync: number;
+  /** `msg` frames received (pushes, duplicates included) and messages taken from `batch` answers. */
+  pushed: number;
+  duplicates: number;
+  fromSync: number;
+  errors: Record<string, number>;
+  /** HDR (µs from startAt): time to login_ok, time to holding every expected message. */
+  loginHist: string;
+  syncedHist: string;
+  /** Latest login_ok / synced, ms after startAt. */
+  lastLoginMs: number;
+  lastSyncedMs: number;
+  cpuMs: number;
+  wallMs: number;
+}
+
+export type FromWorker = SetupResultMsg | GroupDoneMsg | PhaseResultMsg | PreparedMsg | StormResultMsg | ClosedMsg | WorkerErrorMsg;

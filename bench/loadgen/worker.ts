@@ -12,7 +12,7 @@ import { SignJWT } from 'jose';
 import WebSocket from 'ws';
 import { codecFor, type ClientFrame, type Codec, type ServerFrame } from './codec.ts';
 import { encode, newHistogram, recordUs, type Histogram } from './hist.ts';
-import type { ConnSpec, FromWorker, GroupMsg, PhaseMsg, PhaseResultMsg, SetupMsg, ToWorker } from './types.ts';
+import type { ConnSpec, FromWorker, GroupMsg, PhaseMsg, PhaseResultMsg, PrepareMsg, SetupMsg, StormMsg, ToWorker } from './types.ts';
 
 const wall = (): number => performance.timeOrigin + performance.now();
 
@@ -27,6 +27,15 @@ interface Conn {
   /** conv → highest seq received and not yet acked. */
   toAck: Map<string, number>;
   nextPingAt: number;
+  /** reconnect storm hooks, set before the socket opens (pushes follow login_ok in the same chunk). */
+  onMsg?: (f: ServerFrame) => void;
+  onLoginOk?: () => void;
+}
+
+interface ConnectOpts {
+  loginTimeoutMs?: number;
+  onMsg?: (f: ServerFrame) => void;
+  onLoginOk?: () => void;
 }
 
 interface Waiter {
@@ -104,6 +113,10 @@ function onFrame(c: Conn, f: ServerFrame): void {
       return;
     }
     case 'msg': {
+      if (c.onMsg) {
+        c.onMsg(f);
+        return;
+      }
       if (f.conv !== undefined && typeof f.seq === 'number') {
         const prev = c.toAck.get(f.conv);
         if (prev === undefined || f.seq > prev) c.toAck.set(f.conv, f.seq);
@@ -155,6 +168,7 @@ function onFrame(c: Conn, f: ServerFrame): void {
       countError(`kicked_${String((f as { reason?: unknown }).reason)}`);
       return;
     default:
+      if (f.t === 'login_ok') c.onLoginOk?.();
       resolveWaiter(f);
   }
 }
@@ -183,15 +197,17 @@ function sourceAddr(s: SetupMsg, index: number): string | undefined {
   return s.sourceAddrs[i];
 }
 
-function connect(s: SetupMsg, spec: ConnSpec, tok: string): Promise<Conn> {
+function connect(s: SetupMsg, spec: ConnSpec, tok: string, opts: ConnectOpts = {}): Promise<Conn> {
+  const loginTimeoutMs = opts.loginTimeoutMs ?? 15000;
+  const url = (s.urls && s.urls.length > 0 ? s.urls[(spec.node ?? 0) % s.urls.length] : undefined) ?? s.url;
   return new Promise<Conn>((resolve, reject) => {
-    const ws = new WebSocket(codec.url(s.url), {
+    const ws = new WebSocket(codec.url(url), {
       perMessageDeflate: false,
       skipUTF8Validation: true,
       handshakeTimeout: 15000,
       localAddress: sourceAddr(s, spec.index),
     });
-    const c: Conn = { spec, ws, open: false, toAck: new Map(), nextPingAt: Number.POSITIVE_INFINITY };
+    const c: Conn = { spec, ws, open: false, toAck: new Map(), nextPingAt: Number.POSITIVE_INFINITY, onMsg: opts.onMsg, onLoginOk: opts.onLoginOk };
     let settled = false;
     const fail = (reason: string): void => {
       if (settled) return;
@@ -200,10 +216,10 @@ function connect(s: SetupMsg, spec: ConnSpec, tok: string): Promise<Conn> {
       ws.terminate();
       reject(new Error(reason));
     };
-    const timer = setTimeout(() => fail('login_timeout'), 20000);
+    const timer = setTimeout(() => fail('login_timeout'), loginTimeoutMs + 5000);
     const login = (): void => {
       c.open = true;
-      request(c, { t: 'login', token: tok, device: 'bench' }, 15000).then(
+      request(c, { t: 'login', token: tok, device: 'bench' }, loginTimeoutMs).then(
         (f) => {
           if (f.t !== 'login_ok') return fail(f.code ?? f.t);
           if (typeof f.heartbeat_ms === 'number' && f.heartbeat_ms > 0) heartbeatMs = f.heartbeat_ms;
@@ -336,6 +352,252 @@ function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, Math.max(0, ms)));
 }
 
+/** reconnect, step 1: senders write `perPeer` messages to each offline recipient (closed loop, bounded). */
+async function doPrepare(p: PrepareMsg): Promise<void> {
+  const s = setup;
+  if (!s) return;
+  const t0 = performance.now();
+  const deadline = t0 + p.timeoutMs;
+  const stored = new Map<string, number>();
+  const errs: Record<string, number> = {};
+  let attemptedN = 0;
+  let okN = 0;
+  const pad = 'x'.repeat(Math.max(0, p.bodyBytes - 20));
+  await Promise.all(
+    conns
+      .filter((c) => (c.spec.peers?.length ?? 0) > 0)
+      .map(async (c) => {
+        const jobs: [string, number][] = [];
+        for (const peer of c.spec.peers ?? []) {
+          stored.set(peer, 0);
+          for (let k = 0; k < p.perPeer; k++) jobs.push([peer, k]);
+        }
+        let next = 0;
+        const lane = async (): Promise<void> => {
+          for (;;) {
+            const job = jobs[next++];
+            if (!job || performance.now() > deadline) return;
+            const [peer, k] = job;
+            attemptedN++;
+            try {
+              const f = await request(c, { t: 'send', to: peer, cmid: `off-${peer}-${k}`, body: { ts: wall(), pad } }, Math.max(1000, deadline - performance.now()));
+              if (f.t === 'sent') {
+                okN++;
+                stored.set(peer, (stored.get(peer) ?? 0) + 1);
+              } else errs[f.code ?? f.t] = (errs[f.code ?? f.t] ?? 0) + 1;
+            } catch (e) {
+              const code = e instanceof Error ? e.message : 'error';
+              errs[code] = (errs[code] ?? 0) + 1;
+            }
+          }
+        };
+        await Promise.all(Array.from({ length: Math.max(1, p.window) }, lane));
+      }),
+  );
+  post({
+    type: 'prepared',
+    workerIndex: s.workerIndex,
+    attempted: attemptedN,
+    sentOk: okN,
+    errors: errs,
+    elapsedMs: Math.round(performance.now() - t0),
+    short: [...stored].filter(([, n]) => n < p.perPeer),
+  });
+}
+
+interface StormClient {
+  spec: ConnSpec;
+  conv: string;
+  seqs: Set<number>;
+  maxSeq: number;
+  conn: Conn | null;
+  loggedInAt: number;
+  lastProgress: number;
+  done: boolean;
+  syncing: boolean;
+  usedSync: boolean;
+}
+
+/**
+ * reconnect, step 2: every client connects at `startAt` (all at once unless `concurrency`),
+ * logs in and waits until it holds `expected` distinct seqs of its conversation with `peer`:
+ * from the login redelivery, or from `sync` when the redelivery stalls for `syncAfterMs`.
+ */
+async function doStorm(m: StormMsg): Promise<void> {
+  const s = setup;
+  if (!s) return;
+  const secret = new TextEncoder().encode(s.jwtSecret);
+  const tokens = await Promise.all(m.conns.map((c) => token(c.user, secret)));
+  const loginH = newHistogram();
+  const syncedH = newHistogram();
+  const errs: Record<string, number> = {};
+  const count = (code: string): void => {
+    errs[code] = (errs[code] ?? 0) + 1;
+  };
+  let loggedIn = 0;
+  let synced = 0;
+  let usedSync = 0;
+  let pushed = 0;
+  let duplicates = 0;
+  let fromSync = 0;
+  let lastLoginMs = 0;
+  let lastSyncedMs = 0;
+  const clients: StormClient[] = m.conns.map((spec) => {
+    const a = spec.user;
+    const b = spec.peer ?? '';
+    return { spec, conv: a < b ? `dm:${a}:${b}` : `dm:${b}:${a}`, seqs: new Set(), maxSeq: 0, conn: null, loggedInAt: 0, lastProgress: 0, done: false, syncing: false, usedSync: false };
+  });
+  const startPerf = performance.now() + (m.startAt - wall());
+  const deadline = startPerf + m.timeoutMs;
+  let unresolved = clients.length;
+  let allDone: () => void = () => undefined;
+  const finished = new Promise<void>((r) => {
+    allDone = r;
+  });
+  const settle = (cl: StormClient): void => {
+    if (cl.done) return;
+    cl.done = true;
+    if (--unresolved === 0) allDone();
+  };
+  const take = (cl: StormClient, seq: number, viaSync: boolean): void => {
+    if (cl.seqs.has(seq)) {
+      duplicates++;
+      return;
+    }
+    cl.seqs.add(seq);
+    if (seq > cl.maxSeq) cl.maxSeq = seq;
+    cl.lastProgress = performance.now();
+    if (viaSync) fromSync++;
+    if (!cl.done && cl.seqs.size >= m.expected) {
+      const ms = performance.now() - startPerf;
+      recordUs(syncedH, ms * 1000);
+      if (ms > lastSyncedMs) lastSyncedMs = ms;
+      synced++;
+      if (cl.usedSync) usedSync++;
+      // A real client acks what it holds; unacked pushes would be re-pushed after IM_ACK_TIMEOUT_MS.
+      if (cl.conn) sendFrame(cl.conn, { t: 'ack', conv: cl.conv, seq: cl.maxSeq });
+      settle(cl);
+    }
+  };
+  const doSync = async (cl: StormClient): Promise<void> => {
+    const c = cl.conn;
+    if (!c) return;
+    cl.syncing = true;
+    cl.usedSync = true;
+    try {
+      for (let i = 0; i < 50 && !cl.done && performance.now() < deadline; i++) {
+        let after = 0;
+        while (cl.seqs.has(after + 1)) after++;
+        const f = await request(c, { t: 'sync', conv: cl.conv, after, limit: 200 }, Math.max(1000, deadline - performance.now()));
+        if (f.t !== 'batch') {
+          count(`sync_${f.code ?? f.t}`);
+          return;
+        }
+        for (const msg of f.msgs ?? []) if (typeof msg.seq === 'number') take(cl, msg.seq, true);
+        if (!f.more) break;
+      }
+    } catch (e) {
+      count(`sync_${e instanceof Error ? e.message : 'error'}`);
+    } finally {
+      cl.syncing = false;
+      cl.lastProgress = performance.now();
+    }
+  };
+  const cpu0 = process.cpuUsage();
+  await sleep(startPerf - performance.now());
+  const w0 = performance.now();
+  const runOne = async (cl: StormClient, i: number): Promise<void> => {
+    if (performance.now() > deadline) {
+      count('not_started');
+      settle(cl);
+      return;
+    }
+    try {
+      cl.conn = await connect(s, cl.spec, tokens[i] ?? '', {
+        loginTimeoutMs: Math.max(1000, deadline - performance.now()),
+        onMsg: (f) => {
+          if (f.t === 'msg' && f.conv === cl.conv && typeof f.seq === 'number') {
+            pushed++;
+            take(cl, f.seq, false);
+          }
+        },
+        onLoginOk: () => {
+          const ms = performance.now() - startPerf;
+          cl.loggedInAt = performance.now();
+          cl.lastProgress = cl.loggedInAt;
+          loggedIn++;
+          recordUs(loginH, ms * 1000);
+          if (ms > lastLoginMs) lastLoginMs = ms;
+        },
+      });
+      // Pushes before the promise settled already went through onMsg; `cl.conn` is set now for acks.
+      if (cl.done) sendFrame(cl.conn, { t: 'ack', conv: cl.conv, seq: cl.maxSeq });
+    } catch (e) {
+      count(e instanceof Error ? e.message : 'error');
+      settle(cl);
+    }
+  };
+  if (m.concurrency > 0) {
+    let next = 0;
+    const lane = async (): Promise<void> => {
+      for (;;) {
+        const i = next++;
+        const cl = clients[i];
+        if (!cl) return;
+        await runOne(cl, i);
+      }
+    };
+    void Promise.all(Array.from({ length: m.concurrency }, lane));
+  } else {
+    clients.forEach((cl, i) => void runOne(cl, i));
+  }
+  // One watchdog for all clients: stalled redelivery → sync; the deadline ends the storm.
+  const watchdog = setInterval(() => {
+    const now = performance.now();
+    if (now > deadline) {
+      for (const cl of clients) {
+        if (!cl.done) {
+          count(cl.conn ? 'incomplete' : 'not_logged_in');
+          settle(cl);
+        }
+      }
+      return;
+    }
+    for (const cl of clients) {
+      if (!cl.done && cl.conn && !cl.syncing && cl.loggedInAt > 0 && now - cl.lastProgress > m.syncAfterMs) void doSync(cl);
+    }
+  }, 100);
+  if (clients.length === 0) allDone();
+  await finished;
+  clearInterval(watchdog);
+  const cpu = process.cpuUsage(cpu0);
+  post({
+    type: 'stormResult',
+    workerIndex: s.workerIndex,
+    clients: clients.length,
+    loggedIn,
+    synced,
+    usedSync,
+    pushed,
+    duplicates,
+    fromSync,
+    errors: errs,
+    loginHist: encode(loginH),
+    syncedHist: encode(syncedH),
+    lastLoginMs: Math.round(lastLoginMs * 10) / 10,
+    lastSyncedMs: Math.round(lastSyncedMs * 10) / 10,
+    cpuMs: Math.round((cpu.user + cpu.system) / 1000),
+    wallMs: Math.round(performance.now() - w0),
+  });
+  // The storm's sockets are done: close them so they do not weigh on what runs next.
+  for (const cl of clients) {
+    if (cl.conn) {
+      cl.conn.open = false;
+      cl.conn.ws.terminate();
+    }
+  }
+}
+
 async function doPhase(p: PhaseMsg): Promise<void> {
   const s = setup;
   if (!s) return;
@@ -457,6 +719,10 @@ process.on('message', (raw: unknown) => {
         return doGroup(m);
       case 'phase':
         return doPhase(m);
+      case 'prepare':
+        return doPrepare(m);
+      case 'storm':
+        return doStorm(m);
       case 'close':
         return doClose();
     }
