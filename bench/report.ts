@@ -1,8 +1,8 @@
 /** Benchmark report: result types, the Markdown table and a hand-written SVG latency plot. */
-import type { FanoutResult, IdleResult, LoadOptions, PairsResult, StepResult } from './loadgen/coordinator.ts';
+import type { FanoutResult, IdleResult, LoadOptions, PairsResult, ReconnectParams, ReconnectResult, StepResult } from './loadgen/coordinator.ts';
 import type { StorageCeilingResult } from './baselines/storage-ceiling.ts';
 
-export type ScenarioName = 'idle' | 'pairs' | 'fanout';
+export type ScenarioName = 'idle' | 'pairs' | 'fanout' | 'reconnect';
 
 export interface ScenarioFailure {
   scenario: ScenarioName;
@@ -17,11 +17,14 @@ export interface TargetResult {
   status: 'ok' | 'failed';
   error?: string;
   url?: string;
+  /** Multi-node targets: every node's URL. */
+  urls?: string[];
   /** 1-minute load average when the target started (other processes on the machine count). */
   loadAvg1?: number;
   idle?: IdleResult | ScenarioFailure;
   pairs?: PairsResult | ScenarioFailure;
   fanout?: FanoutResult | ScenarioFailure;
+  reconnect?: ReconnectResult | ScenarioFailure;
 }
 
 export interface BenchReport {
@@ -46,6 +49,9 @@ export interface BenchReport {
     idle: { connections: number; restMs: number };
     pairs: { pairs: number; startRate: number; durationMs: number; p99LimitMs: number };
     fanout: { members: number; startRate: number; durationMs: number; p99LimitMs: number };
+    /** Absent in reports written before the reconnect scenario existed. */
+    reconnect?: Omit<ReconnectParams, never>;
+    cluster?: { nodes: number; scenarios: string[]; reference: string };
   };
   /** The reference target every ratio is computed against. */
   ceiling: string;
@@ -110,7 +116,7 @@ function rowOf(t: TargetResult, pairsRef: number, fanoutRef: number): Row {
 function failureNote(t: TargetResult): string[] {
   const out: string[] = [];
   if (t.status === 'failed') out.push(`- **${t.name}** failed: ${oneLine(t.error ?? '?')}`);
-  for (const s of [t.idle, t.pairs, t.fanout]) {
+  for (const s of [t.idle, t.pairs, t.fanout, t.reconnect]) {
     if (s && !isOk(s)) out.push(`- **${t.name}** / ${s.scenario} failed: ${oneLine(s.error)}`);
   }
   return out;
@@ -176,6 +182,9 @@ export function renderMarkdown(r: BenchReport, svgName: string): string {
     }
   }
 
+  L.push(...crossNodeSection(r));
+  L.push(...reconnectSection(r));
+
   if (r.storage) {
     L.push('### Storage ceilings (one writer, durable settings, `message`-shaped table)', '');
     L.push('| engine | batch rows | rows/s | commits/s | commit p50 ms | commit p99 ms |');
@@ -223,6 +232,99 @@ export function renderMarkdown(r: BenchReport, svgName: string): string {
   return L.join('\n');
 }
 
+/**
+ * The step both targets ran that says most about the per-message cost: the highest rate both
+ * ran where the reference passed, else the lowest rate both ran.
+ */
+function commonStep(ref: StepResult[], other: StepResult[]): { rate: number; a: StepResult; b: StepResult } | null {
+  const both = ref.map((a) => ({ a, b: other.find((s) => s.rate === a.rate) })).filter((x): x is { a: StepResult; b: StepResult } => x.b !== undefined);
+  if (both.length === 0) return null;
+  const passing = both.filter((x) => x.a.pass).sort((x, y) => y.a.rate - x.a.rate)[0];
+  const pick = passing ?? [...both].sort((x, y) => x.a.rate - y.a.rate)[0];
+  return pick ? { rate: pick.a.rate, a: pick.a, b: pick.b } : null;
+}
+
+/** Server CPU time per delivered-or-stored message, µs (all server processes of the target). */
+function cpuUsPerMsg(st: StepResult, perMsg: 'sent' | 'delivery'): number | null {
+  const n = perMsg === 'sent' ? st.throughput : st.deliveriesPerSec;
+  if (!st.server || n <= 0) return null;
+  return (st.server.cpuPct * 10_000) / n;
+}
+
+function crossNodeSection(r: BenchReport): string[] {
+  const refName = r.settings.cluster?.reference ?? 'node-mariadb';
+  const ref = r.targets.find((t) => t.name === refName && t.status === 'ok');
+  const multi = r.targets.filter((t) => t.status === 'ok' && (t.urls?.length ?? 0) > 1);
+  if (!ref || multi.length === 0) return [];
+  const L: string[] = [];
+  L.push(`### Cross-node: cost per message against one node (${refName}), same run`, '');
+  L.push(
+    `Every pair has its two sockets on different nodes, the fanout group's members alternate between the nodes, each offline conversation of the reconnect storm has its sender and its recipient on different nodes. ` +
+      `Latency and CPU are compared at the same offered rate (the highest rate both ran where ${refName} passed, else the lowest both ran). ` +
+      `Server CPU is summed over the node processes (MariaDB, NATS and Redis are not counted, as for ${refName}); "CPU µs/msg" = server CPU time per stored message (pairs) or per delivery (fanout).`,
+    '',
+  );
+  L.push(`| target | pairs max msg/s | × ${refName} | at msg/s | sent p99 ms | × ${refName} | delivery p99 ms | × ${refName} | CPU µs/msg | × ${refName} | fanout max deliveries/s | × ${refName} | at deliveries/s | last-delivery p99 ms | × ${refName} | CPU µs/delivery | × ${refName} |`);
+  L.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+  const refPairs = isOk(ref.pairs) ? ref.pairs : undefined;
+  const refFan = isOk(ref.fanout) ? ref.fanout : undefined;
+  for (const t of [ref, ...multi]) {
+    const pairs = isOk(t.pairs) ? t.pairs : undefined;
+    const fan = isOk(t.fanout) ? t.fanout : undefined;
+    const pc = refPairs && pairs ? commonStep(refPairs.steps, pairs.steps) : null;
+    const fc = refFan && fan ? commonStep(refFan.steps, fan.steps) : null;
+    const members = fan ? fan.members - 1 : 0;
+    const pCpu = pc ? cpuUsPerMsg(pc.b, 'sent') : null;
+    const pCpuRef = pc ? cpuUsPerMsg(pc.a, 'sent') : null;
+    const fCpu = fc ? cpuUsPerMsg(fc.b, 'delivery') : null;
+    const fCpuRef = fc ? cpuUsPerMsg(fc.a, 'delivery') : null;
+    L.push(
+      `| ${t.name} | ${pairs ? `${pairs.bounded ? '' : '≥ '}${fmt(pairs.maxRate)}` : '–'} | ${ratio(pairs?.maxRate, refPairs?.maxRate)} | ${pc ? fmt(pc.rate) : '–'} | ${fmt(pc?.b.sent.p99, 2)} | ${ratio(pc?.b.sent.p99, pc?.a.sent.p99)} | ${fmt(pc?.b.delivery.p99, 2)} | ${ratio(pc?.b.delivery.p99, pc?.a.delivery.p99)} | ${fmt(pCpu, 0)} | ${ratio(pCpu, pCpuRef)} | ` +
+        `${fan ? `${fan.bounded ? '' : '≥ '}${fmt(fan.maxDeliveriesPerSec)}` : '–'} | ${ratio(fan?.maxDeliveriesPerSec, refFan?.maxDeliveriesPerSec)} | ${fc ? fmt(fc.rate * members) : '–'} | ${fmt(fc?.b.lastDelivery?.p99, 2)} | ${ratio(fc?.b.lastDelivery?.p99, fc?.a.lastDelivery?.p99)} | ${fmt(fCpu, 1)} | ${ratio(fCpu, fCpuRef)} |`,
+    );
+  }
+  L.push('');
+  const refRc = isOk(ref.reconnect) ? ref.reconnect : undefined;
+  for (const t of multi) {
+    const rc = isOk(t.reconnect) ? t.reconnect : undefined;
+    if (rc && refRc) {
+      L.push(
+        `Reconnect storm, ${t.name} against ${refName}: all synced ${rc.allSyncedSeconds === null ? 'never' : `in ${fmt(rc.allSyncedSeconds, 2)} s`} vs ${refRc.allSyncedSeconds === null ? 'never' : `${fmt(refRc.allSyncedSeconds, 2)} s`} (${ratio(rc.allSyncedSeconds, refRc.allSyncedSeconds)}), per-client p99 ${ratio(rc.timeToSynced.p99, refRc.timeToSynced.p99)}, server CPU time ${ratio(rc.server?.cpuMs, refRc.server?.cpuMs)}.`,
+        '',
+      );
+    }
+  }
+  return L;
+}
+
+function reconnectSection(r: BenchReport): string[] {
+  const rs = r.targets.flatMap((t) => (isOk(t.reconnect) ? [{ t, rc: t.reconnect }] : []));
+  if (rs.length === 0) return [];
+  const c = r.targets.find((t) => t.name === r.ceiling);
+  const crc = c && isOk(c.reconnect) ? c.reconnect : undefined;
+  const set = r.settings.reconnect;
+  const L: string[] = [];
+  L.push('### Reconnect storm (login redelivery of offline messages)', '');
+  if (set) {
+    L.push(
+      `${fmt(set.clients)} clients, each with ${set.perClient} messages written to it by ${set.senders} sender sockets while it was offline (one 1:1 conversation each), connect ${set.concurrency > 0 ? `${set.concurrency} at a time per load-generator worker` : 'all at once'}. ` +
+        `A client is synced when it holds every one of its messages (distinct seqs), from the redelivery after \`login_ok\` or, when that stalls ${fmt(set.syncAfterMs / 1000, 1)} s, from \`sync\`; it then acks. Times are from the common start instant; bound ${fmt(set.timeoutMs / 1000)} s. ` +
+        `The ceiling (${r.ceiling}) keeps offline \`msg\` frames in memory and pushes them right after \`login_ok\`. Socket.IO has no offline store and is not run.`,
+      '',
+    );
+  }
+  L.push(`| target | synced / clients | all synced s | × ceiling | time-to-synced p50 / p99 ms | p99 × ceiling | login_ok p50 / p99 ms | msgs/s redelivered | via sync | duplicates | errors | server CPU % avg | server CPU s | peak RSS MB | RSS growth MB | machine busy % | loadgen CPU % | prepare stored msg/s |`);
+  L.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|');
+  for (const { t, rc } of rs) {
+    const errs = Object.entries(rc.errors).map(([k, v]) => `${k}: ${v}`).join(', ');
+    L.push(
+      `| ${t.name} | ${fmt(rc.synced)} / ${fmt(rc.clients)} | ${rc.allSyncedSeconds === null ? `– (last ${fmt(rc.lastSyncedSeconds, 2)})` : fmt(rc.allSyncedSeconds, 2)} | ${ratio(rc.allSyncedSeconds, crc?.allSyncedSeconds)} | ${fmt(rc.timeToSynced.p50, 0)} / ${fmt(rc.timeToSynced.p99, 0)} | ${ratio(rc.timeToSynced.p99, crc?.timeToSynced.p99)} | ${fmt(rc.login.p50, 0)} / ${fmt(rc.login.p99, 0)} | ${fmt(rc.msgsPerSec)} | ${fmt(rc.usedSync)} | ${fmt(rc.duplicates)} | ${errs || '–'} | ${fmt(rc.server?.cpuPct, 0)} | ${fmt(rc.server ? rc.server.cpuMs / 1000 : null, 1)} | ${fmt(rc.server?.peakRssMB, 1)} | ${fmt(rc.server?.rssGrowthMB, 1)} | ${fmt(rc.machineBusyPct, 0)} | ${fmt(rc.loadgenCpuPct, 0)} | ${fmt(rc.prepare.msgsPerSec)}${rc.prepare.shortRecipients ? ` (${rc.prepare.shortRecipients} short)` : ''} |`,
+    );
+  }
+  L.push('');
+  return L;
+}
+
 // ------------------------------------------------------------------------------------ SVG
 
 const COLORS: Record<string, string> = {
@@ -230,6 +332,7 @@ const COLORS: Record<string, string> = {
   socketio: '#c92a2a',
   'node-sqlite': '#1864ab',
   'node-mariadb': '#e67700',
+  'node-cluster2': '#862e9c',
 };
 const FALLBACK = ['#5f3dc4', '#0b7285', '#862e9c', '#495057'];
 
@@ -302,6 +405,51 @@ function panel(x0: number, y0: number, w: number, h: number, title: string, xLab
   return P.join('\n');
 }
 
+/** Reconnect storm: per target, bars for per-client p50 / p99 time-to-synced and the all-synced time. */
+function reconnectPanel(x0: number, y0: number, w: number, h: number, r: BenchReport): string {
+  const P: string[] = [];
+  const rows = r.targets.flatMap((t, i) => (isOk(t.reconnect) ? [{ t, rc: t.reconnect, color: COLORS[t.name] ?? FALLBACK[i % FALLBACK.length] ?? '#000' }] : []));
+  const set = r.settings.reconnect;
+  P.push(`<text x="${x0 + w / 2}" y="${y0 - 12}" text-anchor="middle" font-size="14" font-weight="bold">${esc(`reconnect storm${set ? ` (${set.clients} clients × ${set.perClient} offline msgs)` : ''}: time to synced, from the storm start`)}</text>`);
+  P.push(`<rect x="${x0}" y="${y0}" width="${w}" height="${h}" fill="none" stroke="#868e96"/>`);
+  if (rows.length === 0) {
+    P.push(`<text x="${x0 + w / 2}" y="${y0 + h / 2}" text-anchor="middle" fill="#868e96">no data</text>`);
+    return P.join('\n');
+  }
+  const vals = rows.flatMap(({ rc }) => [rc.timeToSynced.p50, rc.timeToSynced.p99, (rc.allSyncedSeconds ?? rc.lastSyncedSeconds) * 1000]).filter((v) => v > 0);
+  const ymin = Math.max(0.1, Math.min(...vals, 1) / 2);
+  const ymax = Math.max(...vals, 10) * 2;
+  const sy = (v: number): number => y0 + h - ((Math.log10(Math.max(v, ymin)) - Math.log10(ymin)) / (Math.log10(ymax) - Math.log10(ymin))) * h;
+  for (const t of logTicks(ymin, ymax)) {
+    P.push(`<line x1="${x0}" y1="${sy(t)}" x2="${x0 + w}" y2="${sy(t)}" stroke="#e9ecef"/>`);
+    P.push(`<text x="${x0 - 6}" y="${sy(t) + 4}" text-anchor="end" font-size="11">${t < 1 ? t : tickLabel(t)}</text>`);
+  }
+  P.push(`<text x="${x0 - 44}" y="${y0 + h / 2}" text-anchor="middle" font-size="12" transform="rotate(-90 ${x0 - 44} ${y0 + h / 2})">ms (log)</text>`);
+  const group = w / rows.length;
+  const bw = Math.min(40, group / 4);
+  const kinds = [
+    { label: 'p50', opacity: 0.35 },
+    { label: 'p99', opacity: 0.65 },
+    { label: 'all synced', opacity: 1 },
+  ];
+  rows.forEach(({ t, rc, color }, gi) => {
+    const gx = x0 + gi * group + (group - bw * 3) / 2;
+    const v = [rc.timeToSynced.p50, rc.timeToSynced.p99, (rc.allSyncedSeconds ?? rc.lastSyncedSeconds) * 1000];
+    v.forEach((val, k) => {
+      const top = sy(val);
+      const kind = kinds[k];
+      const incomplete = k === 2 && rc.allSyncedSeconds === null;
+      P.push(
+        `<rect x="${(gx + k * bw).toFixed(1)}" y="${top.toFixed(1)}" width="${(bw - 2).toFixed(1)}" height="${Math.max(0, y0 + h - top).toFixed(1)}" fill="${incomplete ? '#fff' : color}" fill-opacity="${kind?.opacity ?? 1}" stroke="${color}"><title>${esc(`${t.name} ${kind?.label ?? ''}: ${val} ms${incomplete ? ' (not every client synced)' : ''}`)}</title></rect>`,
+      );
+    });
+    P.push(`<text x="${(gx + bw * 1.5).toFixed(1)}" y="${y0 + h + 16}" text-anchor="middle" font-size="12">${esc(t.name)}</text>`);
+    P.push(`<text x="${(gx + bw * 1.5).toFixed(1)}" y="${y0 + h + 30}" text-anchor="middle" font-size="10" fill="#495057">${esc(`${rc.synced}/${rc.clients} synced`)}</text>`);
+  });
+  P.push(`<text x="${x0 + w - 6}" y="${y0 + 16}" text-anchor="end" font-size="11" fill="#495057">bars per target: per-client p50, p99, time until every client synced (hollow: not all did)</text>`);
+  return P.join('\n');
+}
+
 export function renderSvg(r: BenchReport): string {
   const pairs: Series[] = [];
   const fanout: Series[] = [];
@@ -320,13 +468,14 @@ export function renderSvg(r: BenchReport): string {
     }
   });
   const W = 1000;
-  const H = 440;
+  const H = 820;
   return [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif">`,
     `<rect width="${W}" height="${H}" fill="#fff"/>`,
     `<text x="${W / 2}" y="22" text-anchor="middle" font-size="15">Benchmark ${esc(r.startedAt)} — filled = pass, hollow = fail</text>`,
     panel(80, 70, 380, 300, 'pairs: p99 send→sent', 'offered messages/s (log)', pairs, r.settings.pairs.p99LimitMs),
     panel(580, 70, 380, 300, `fanout (${r.settings.fanout.members} members): p99 send→last delivery`, 'offered deliveries/s (log)', fanout, r.settings.fanout.p99LimitMs),
+    reconnectPanel(80, 470, 880, 280, r),
     '</svg>',
     '',
   ].join('\n');

@@ -8,6 +8,9 @@
  *   socketio      bench/baselines/socketio-chat.ts — the usual choice: plain Socket.IO chat
  *   node-sqlite   the project (`node --import tsx main.ts`), embedded SQLite in a temp IM_DATA_DIR
  *   node-mariadb  the project with IM_MYSQL_URL on a temporary MariaDB from the test harness
+ *   node-cluster2 two project nodes on MariaDB + NATS + Redis (test harness `startAll`); every
+ *                 pair / group / offline conversation spans both nodes
+ * Scenarios: idle, pairs, fanout, reconnect (storm of clients with offline messages waiting).
  * plus the storage ceilings (bench/baselines/storage-ceiling.ts) for SQLite and MariaDB.
  *
  * A target that cannot start or a scenario that fails is reported as failed; the run goes on.
@@ -28,6 +31,7 @@ import {
   runFanout,
   runIdle,
   runPairs,
+  runReconnect,
   type LoadOptions,
   type SearchParams,
   type Target,
@@ -37,15 +41,18 @@ import { renderMarkdown, renderSvg, type BenchReport, type ScenarioFailure, type
 
 const BENCH_DIR = fileURLToPath(new URL('.', import.meta.url));
 const REPO_ROOT = resolve(BENCH_DIR, '..');
-const ALL_TARGETS = ['uws', 'socketio', 'node-sqlite', 'node-mariadb'] as const;
+const ALL_TARGETS = ['uws', 'socketio', 'node-sqlite', 'node-mariadb', 'node-cluster2'] as const;
 type TargetName = (typeof ALL_TARGETS)[number];
-const ALL_SCENARIOS: ScenarioName[] = ['idle', 'pairs', 'fanout'];
+const ALL_SCENARIOS: ScenarioName[] = ['idle', 'pairs', 'fanout', 'reconnect'];
+/** The cluster skips idle by default: 5000 logins cost it ~20 s of a bounded run (`--cluster-scenarios`). */
+const CLUSTER_DEFAULT_SCENARIOS: ScenarioName[] = ['pairs', 'fanout', 'reconnect'];
 
 // ------------------------------------------------------------------------------------ flags
 
 const HELP = `npm run bench -- [flags]
   --targets LIST        ${ALL_TARGETS.join(',')} (default: all)
-  --scenarios LIST      idle,pairs,fanout (default: all)
+  --scenarios LIST      idle,pairs,fanout,reconnect (default: all)
+  --cluster-scenarios LIST  scenarios run on node-cluster2 (default: pairs,fanout,reconnect)
   --storage LIST        sqlite,mariadb | none (default: sqlite,mariadb)
   --duration SEC        seconds per search step (default 3)
   --workers N           load-generator processes (default 2)
@@ -59,6 +66,12 @@ const HELP = `npm run bench -- [flags]
   --refine N            bisection steps after the first failure (default 1)
   --p99-ms MS           pairs pass limit for p99 send→sent (default 50)
   --fanout-p99-ms MS    fanout pass limit for p99 send→last delivery (default 100)
+  --reconnect-clients N clients with offline messages that connect at once (default 2000)
+  --reconnect-msgs K    offline messages per client (default 5)
+  --reconnect-senders N sender sockets writing the offline messages (default 50)
+  --reconnect-concurrency N  connection attempts in flight per worker in the storm (default 0 = all at once)
+  --reconnect-sync-ms MS     a client whose redelivery stalls this long sends sync (default 3000)
+  --reconnect-timeout SEC    bound of the preparation and of the storm, each (default 60)
   --body-bytes N        message body size (default 100)
   --source-addrs N      rotate over 127.0.0.1..127.0.0.N (default: enough for the socket count)
   --conns-per-addr N    sockets per source address before rotating (default 25000)
@@ -70,6 +83,13 @@ const HELP = `npm run bench -- [flags]
 interface Flags {
   targets: TargetName[];
   scenarios: ScenarioName[];
+  clusterScenarios: ScenarioName[];
+  reconnectClients: number;
+  reconnectMsgs: number;
+  reconnectSenders: number;
+  reconnectConcurrency: number;
+  reconnectSyncMs: number;
+  reconnectTimeoutSec: number;
   storage: ('sqlite' | 'mariadb')[];
   durationSec: number;
   workers: number;
@@ -114,7 +134,7 @@ function parseFlags(argv: string[]): Flags {
     return items as T[];
   };
   const quick = argv.includes('--quick');
-  const known = new Set(['targets', 'scenarios', 'storage', 'duration', 'workers', 'idle-conns', 'idle-rest', 'pairs', 'pairs-start', 'members', 'fanout-start', 'max-steps', 'refine', 'p99-ms', 'fanout-p99-ms', 'body-bytes', 'source-addrs', 'conns-per-addr', 'ping-ms', 'out']);
+  const known = new Set(['targets', 'scenarios', 'cluster-scenarios', 'reconnect-clients', 'reconnect-msgs', 'reconnect-senders', 'reconnect-concurrency', 'reconnect-sync-ms', 'reconnect-timeout', 'storage', 'duration', 'workers', 'idle-conns', 'idle-rest', 'pairs', 'pairs-start', 'members', 'fanout-start', 'max-steps', 'refine', 'p99-ms', 'fanout-p99-ms', 'body-bytes', 'source-addrs', 'conns-per-addr', 'ping-ms', 'out']);
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i] ?? '';
     if (a === '--quick' || a === '--help') continue;
@@ -127,6 +147,13 @@ function parseFlags(argv: string[]): Flags {
   return {
     targets: list('targets', ALL_TARGETS, ALL_TARGETS),
     scenarios: list('scenarios', ALL_SCENARIOS, ALL_SCENARIOS),
+    clusterScenarios: list('cluster-scenarios', ALL_SCENARIOS, CLUSTER_DEFAULT_SCENARIOS),
+    reconnectClients: num('reconnect-clients', quick ? 200 : 2000, 1, 1_000_000),
+    reconnectMsgs: num('reconnect-msgs', quick ? 3 : 5, 1, 10_000),
+    reconnectSenders: num('reconnect-senders', quick ? 10 : 50, 1, 10_000),
+    reconnectConcurrency: num('reconnect-concurrency', 0, 0, 1_000_000),
+    reconnectSyncMs: num('reconnect-sync-ms', 3000, 100, 600_000),
+    reconnectTimeoutSec: num('reconnect-timeout', quick ? 30 : 60, 1, 3600),
     storage: list('storage', ['sqlite', 'mariadb'] as const, ['sqlite', 'mariadb']),
     durationSec: num('duration', quick ? 1 : 3, 0.5, 600),
     workers: num('workers', 2, 1, 64),
@@ -170,6 +197,9 @@ function freePort(): Promise<number> {
 interface RunningServer {
   url: string;
   pid: number;
+  /** Cluster: every node (url/pid are the first one's). */
+  urls?: string[];
+  pids?: number[];
   stop(): Promise<void>;
 }
 
@@ -232,6 +262,7 @@ interface ChatNodeModule {
 }
 interface ServersModule {
   startMariaDB(opts?: { database?: string }): Promise<ServerHandle>;
+  startAll(opts?: { database?: string }): Promise<{ mariadb: ServerHandle; nats: ServerHandle; redis: ServerHandle; stop(): Promise<void> }>;
 }
 
 async function harness<T>(file: string): Promise<T> {
@@ -240,16 +271,25 @@ async function harness<T>(file: string): Promise<T> {
   return (await import(url.href)) as T;
 }
 
-async function startProject(name: string, jwtSecret: string, mysqlUrl?: string): Promise<RunningServer> {
+function projectEntry(): string {
   const entry = ['main.ts', 'src/main.ts'].find((f) => existsSync(join(REPO_ROOT, f)));
   if (!entry) throw new Error('the project entry main.ts does not exist yet');
-  const { startChatNode } = await harness<ChatNodeModule>('chat-node.ts');
-  const env: Record<string, string> = {
+  return entry;
+}
+
+function projectEnv(jwtSecret: string): Record<string, string> {
+  return {
     IM_HOST: '127.0.0.1',
     IM_JWT_SECRET: jwtSecret,
     IM_LOG_LEVEL: 'warn',
     IM_RATE_MSGS: '1000000',
   };
+}
+
+async function startProject(name: string, jwtSecret: string, mysqlUrl?: string): Promise<RunningServer> {
+  const entry = projectEntry();
+  const { startChatNode } = await harness<ChatNodeModule>('chat-node.ts');
+  const env = projectEnv(jwtSecret);
   if (mysqlUrl) env.IM_MYSQL_URL = mysqlUrl;
   const node = await startChatNode({ entry, env, nodeId: `bench-${name}`, readyTimeoutMs: 60_000, stopGraceMs: 20_000 });
   return {
@@ -265,6 +305,39 @@ async function startProject(name: string, jwtSecret: string, mysqlUrl?: string):
   };
 }
 
+/**
+ * `nodes` project nodes on their own MariaDB + NATS + Redis (test harness `startAll`), started
+ * one after the other; stop() ends the nodes first, then the servers.
+ */
+async function startCluster(nodes: number, jwtSecret: string): Promise<RunningServer> {
+  const entry = projectEntry();
+  const { startChatNode } = await harness<ChatNodeModule>('chat-node.ts');
+  const { startAll } = await harness<ServersModule>('servers.ts');
+  log('  starting MariaDB + NATS + Redis (test harness)…');
+  const servers = await startAll();
+  const handles: ChatNodeHandle[] = [];
+  const stop = async (): Promise<void> => {
+    for (const n of handles.splice(0).reverse()) {
+      await n.stop().catch((e: unknown) => log(`  ${n.nodeId}: stop: ${e instanceof Error ? (e.message.split('\n')[0] ?? '') : String(e)}`));
+    }
+    await servers.stop().catch((e: unknown) => log(`  cluster servers: stop: ${String(e)}`));
+  };
+  try {
+    for (let i = 1; i <= nodes; i++) {
+      const env = { ...projectEnv(jwtSecret), IM_MYSQL_URL: servers.mariadb.url, IM_NATS_URL: servers.nats.url, IM_REDIS_URL: servers.redis.url };
+      handles.push(await startChatNode({ entry, env, nodeId: `bench-c${i}`, readyTimeoutMs: 60_000, stopGraceMs: 20_000 }));
+    }
+    // Let every node see the others (heartbeats) before placement matters.
+    await sleep(2500);
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+  const first = handles[0];
+  if (!first) throw new Error('no cluster node');
+  return { url: first.wsUrl, pid: first.pid, urls: handles.map((h) => h.wsUrl), pids: handles.map((h) => h.pid), stop };
+}
+
 // ------------------------------------------------------------------------------------ main
 
 function describe(name: TargetName): { kind: TargetResult['kind']; description: string } {
@@ -277,6 +350,8 @@ function describe(name: TargetName): { kind: TargetResult['kind']; description: 
       return { kind: 'project', description: 'the project, embedded mode (SQLite, WAL) in a temp IM_DATA_DIR' };
     case 'node-mariadb':
       return { kind: 'project', description: 'the project, single node on MariaDB (IM_MYSQL_URL)' };
+    case 'node-cluster2':
+      return { kind: 'project', description: 'the project, 2 nodes on MariaDB + NATS + Redis; every pair, group and offline conversation spans both nodes' };
   }
 }
 
@@ -296,7 +371,12 @@ async function main(): Promise<void> {
     log(`open-files limit is ${fdLimit}: idle sockets clamped ${f.idleConns} → ${clamped} (raise it with 'ulimit -n', see bench/README.md)`);
     f.idleConns = clamped;
   }
-  const maxConns = Math.max(f.scenarios.includes('idle') ? f.idleConns : 0, f.pairs * 2, f.members);
+  if (f.scenarios.includes('reconnect') && f.reconnectClients + f.reconnectSenders + 200 > fdLimit) {
+    const clamped = Math.max(1, fdLimit - f.reconnectSenders - 500);
+    log(`open-files limit is ${fdLimit}: reconnect clients clamped ${f.reconnectClients} → ${clamped} (raise it with 'ulimit -n', see bench/README.md)`);
+    f.reconnectClients = clamped;
+  }
+  const maxConns = Math.max(f.scenarios.includes('idle') ? f.idleConns : 0, f.pairs * 2, f.members, f.reconnectClients + f.reconnectSenders);
   const addrCount = f.sourceAddrs > 0 ? f.sourceAddrs : Math.ceil(maxConns / f.connsPerAddr);
   const load: LoadOptions = defaultLoadOptions({
     workers: f.workers,
@@ -349,6 +429,8 @@ async function main(): Promise<void> {
       idle: { connections: f.idleConns, restMs: f.idleRestSec * 1000 },
       pairs: { pairs: f.pairs, startRate: f.pairsStart, durationMs: f.durationSec * 1000, p99LimitMs: f.p99Ms },
       fanout: { members: f.members, startRate: f.fanoutStart, durationMs: f.durationSec * 1000, p99LimitMs: f.fanoutP99Ms },
+      reconnect: { clients: f.reconnectClients, perClient: f.reconnectMsgs, senders: f.reconnectSenders, concurrency: f.reconnectConcurrency, syncAfterMs: f.reconnectSyncMs, timeoutMs: f.reconnectTimeoutSec * 1000 },
+      cluster: { nodes: 2, scenarios: f.clusterScenarios, reference: 'node-mariadb' },
     },
     ceiling: 'uws',
     targets: [],
@@ -399,7 +481,9 @@ async function main(): Promise<void> {
               ? await startBaseline('socketio-chat.ts', '/')
               : name === 'node-sqlite'
                 ? await startProject(name, jwtSecret)
-                : await startProject(name, jwtSecret, await getMaria());
+                : name === 'node-mariadb'
+                  ? await startProject(name, jwtSecret, await getMaria())
+                  : await startCluster(2, jwtSecret);
       } catch (e) {
         t.status = 'failed';
         t.error = e instanceof Error ? e.message : String(e);
@@ -407,18 +491,31 @@ async function main(): Promise<void> {
         continue;
       }
       t.url = server.url;
-      const target: Target = { name, url: server.url, codec: name === 'socketio' ? 'socketio' : 'im', pid: server.pid };
+      if (server.urls) t.urls = server.urls;
+      const target: Target = { name, url: server.url, codec: name === 'socketio' ? 'socketio' : 'im', pid: server.pid, urls: server.urls, pids: server.pids };
+      // The Socket.IO baseline keeps nothing for offline users: no reconnect storm there.
+      const scenarios = f.scenarios.filter((sc) => (name === 'node-cluster2' ? f.clusterScenarios.includes(sc) : true) && !(name === 'socketio' && sc === 'reconnect'));
       try {
-        for (const sc of f.scenarios) {
+        for (const sc of scenarios) {
           log(`target ${name}: ${sc}`);
-          if (!sampleProc(server.pid)) {
+          if ((server.pids ?? [server.pid]).some((pid) => !sampleProc(pid))) {
             t[sc] = { scenario: sc, status: 'failed', error: 'server process is gone' } satisfies ScenarioFailure;
             continue;
           }
           try {
             if (sc === 'idle') t.idle = await runIdle(target, load, { connections: f.idleConns, restMs: f.idleRestSec * 1000 });
             else if (sc === 'pairs') t.pairs = await runPairs(target, load, { ...search(f.durationSec, f.pairsStart, f.p99Ms), pairs: f.pairs });
-            else t.fanout = await runFanout(target, load, { ...search(f.durationSec, f.fanoutStart, f.fanoutP99Ms), members: f.members });
+            else if (sc === 'fanout') t.fanout = await runFanout(target, load, { ...search(f.durationSec, f.fanoutStart, f.fanoutP99Ms), members: f.members });
+            else {
+              t.reconnect = await runReconnect(target, load, {
+                clients: f.reconnectClients,
+                perClient: f.reconnectMsgs,
+                senders: f.reconnectSenders,
+                concurrency: f.reconnectConcurrency,
+                syncAfterMs: f.reconnectSyncMs,
+                timeoutMs: f.reconnectTimeoutSec * 1000,
+              });
+            }
           } catch (e) {
             const error = e instanceof Error ? e.message : String(e);
             t[sc] = { scenario: sc, status: 'failed', error } satisfies ScenarioFailure;
