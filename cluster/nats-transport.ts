@@ -55,9 +55,18 @@ export class NatsTransport {
     this.reconnectListeners.push(l);
   }
 
+  /**
+   * Fire-and-forget. While reconnecting, nats.js buffers what is published and sends it once
+   * back, so pushes of commits that were in flight when NATS went away still arrive (sends are
+   * refused while NATS is down, so that buffer stays small).
+   */
   publish(subject: string, value: unknown): void {
-    if (!this.connected) return; // callers treat NATS messages as best effort unless they request
-    this.nc.publish(subject, enc.encode(JSON.stringify(value)));
+    if (this.nc.isClosed()) return;
+    try {
+      this.nc.publish(subject, enc.encode(JSON.stringify(value)));
+    } catch (e) {
+      this.log.warn({ subject, err: String(e) }, 'NATS publish failed');
+    }
   }
 
   /** Request/reply with a JSON body; `unavailable` when NATS is down, the peer is gone or it timed out. */
