@@ -7,6 +7,7 @@
  * omission): send→`sent` at the sender and send→`msg` at the recipient (body.ts is the
  * intended wall-clock send time, so this also works across worker processes).
  */
+import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { SignJWT } from 'jose';
 import WebSocket from 'ws';
@@ -192,7 +193,10 @@ async function token(user: string, secret: Uint8Array): Promise<string> {
 }
 
 function sourceAddr(s: SetupMsg, index: number): string | undefined {
-  if (s.sourceAddrs.length === 0) return undefined;
+  // One address: let connect() pick the port. An explicit bind() allocates ports without
+  // knowing the destination, so thousands of TIME_WAIT ports from an earlier scenario make it
+  // fail (and starve the next server's port), while connect() may share them (tcp_tw_reuse).
+  if (s.sourceAddrs.length <= 1) return undefined;
   const i = Math.floor(index / Math.max(1, s.connsPerAddr)) % s.sourceAddrs.length;
   return s.sourceAddrs[i];
 }
@@ -246,7 +250,9 @@ function connect(s: SetupMsg, spec: ConnSpec, tok: string, opts: ConnectOpts = {
       }
     });
     ws.on('error', (e: Error) => {
-      if (!settled) fail(`connect_${(e as NodeJS.ErrnoException).code ?? 'error'}`);
+      // Errno code when there is one; a refused upgrade says which HTTP status it got.
+      const http = /Unexpected server response: (\d+)/.exec(e.message)?.[1];
+      if (!settled) fail(`connect_${(e as NodeJS.ErrnoException).code ?? (http ? `http_${http}` : e.message.slice(0, 60) || 'error')}`);
     });
     ws.on('close', () => {
       if (c.open && settled) countError('closed');
@@ -593,7 +599,7 @@ async function doStorm(m: StormMsg): Promise<void> {
   for (const cl of clients) {
     if (cl.conn) {
       cl.conn.open = false;
-      cl.conn.ws.terminate();
+      hardClose(cl.conn.ws);
     }
   }
 }
@@ -700,10 +706,22 @@ async function doPhase(p: PhaseMsg): Promise<void> {
   post(msg);
 }
 
+/**
+ * Teardown close with RST instead of FIN: tens of thousands of bench sockets would otherwise sit
+ * in TIME_WAIT for 60 s on the client side and exhaust the loopback port range for whatever runs
+ * next (the next storm, the next server's listen port, other processes on the machine).
+ */
+function hardClose(ws: WebSocket): void {
+  // `_socket` is ws's underlying net.Socket (not typed); resetAndDestroy exists since Node 18.3.
+  const sock = (ws as unknown as { _socket?: Socket | null })._socket;
+  if (sock && typeof sock.resetAndDestroy === 'function' && !sock.destroyed) sock.resetAndDestroy();
+  else ws.terminate();
+}
+
 function doClose(): void {
   for (const c of conns) {
     c.open = false;
-    c.ws.terminate();
+    hardClose(c.ws);
   }
   post({ type: 'closed', workerIndex: setup?.workerIndex ?? -1 });
   setTimeout(() => process.exit(0), 50);
