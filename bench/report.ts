@@ -264,11 +264,14 @@ function crossNodeSection(r: BenchReport): string[] {
       `Server CPU is summed over the node processes (MariaDB, NATS and Redis are not counted, as for ${refName}); "CPU µs/msg" = server CPU time per stored message (pairs) or per delivery (fanout).`,
     '',
   );
-  L.push(`| target | pairs max msg/s | × ${refName} | at msg/s | sent p99 ms | × ${refName} | delivery p99 ms | × ${refName} | CPU µs/msg | × ${refName} | fanout max deliveries/s | × ${refName} | at deliveries/s | last-delivery p99 ms | × ${refName} | CPU µs/delivery | × ${refName} |`);
+  L.push(`Each cell: the multi-node target / ${refName}, then the ratio.`, '');
+  L.push(`| target | pairs max msg/s | × | compared at msg/s | sent p99 ms | × | delivery p99 ms | × | server CPU µs/msg | × | fanout max deliveries/s | × | compared at deliveries/s | last-delivery p99 ms | × | server CPU µs/delivery | × |`);
   L.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
   const refPairs = isOk(ref.pairs) ? ref.pairs : undefined;
   const refFan = isOk(ref.fanout) ? ref.fanout : undefined;
-  for (const t of [ref, ...multi]) {
+  const pair = (a: number | null | undefined, b: number | null | undefined, digits: number): string => `${fmt(a, digits)} / ${fmt(b, digits)}`;
+  const maxOf = (x: { bounded: boolean } | undefined, v: number | undefined): string => (x && v !== undefined ? `${x.bounded ? '' : '≥ '}${fmt(v)}` : '–');
+  for (const t of multi) {
     const pairs = isOk(t.pairs) ? t.pairs : undefined;
     const fan = isOk(t.fanout) ? t.fanout : undefined;
     const pc = refPairs && pairs ? commonStep(refPairs.steps, pairs.steps) : null;
@@ -279,8 +282,8 @@ function crossNodeSection(r: BenchReport): string[] {
     const fCpu = fc ? cpuUsPerMsg(fc.b, 'delivery') : null;
     const fCpuRef = fc ? cpuUsPerMsg(fc.a, 'delivery') : null;
     L.push(
-      `| ${t.name} | ${pairs ? `${pairs.bounded ? '' : '≥ '}${fmt(pairs.maxRate)}` : '–'} | ${ratio(pairs?.maxRate, refPairs?.maxRate)} | ${pc ? fmt(pc.rate) : '–'} | ${fmt(pc?.b.sent.p99, 2)} | ${ratio(pc?.b.sent.p99, pc?.a.sent.p99)} | ${fmt(pc?.b.delivery.p99, 2)} | ${ratio(pc?.b.delivery.p99, pc?.a.delivery.p99)} | ${fmt(pCpu, 0)} | ${ratio(pCpu, pCpuRef)} | ` +
-        `${fan ? `${fan.bounded ? '' : '≥ '}${fmt(fan.maxDeliveriesPerSec)}` : '–'} | ${ratio(fan?.maxDeliveriesPerSec, refFan?.maxDeliveriesPerSec)} | ${fc ? fmt(fc.rate * members) : '–'} | ${fmt(fc?.b.lastDelivery?.p99, 2)} | ${ratio(fc?.b.lastDelivery?.p99, fc?.a.lastDelivery?.p99)} | ${fmt(fCpu, 1)} | ${ratio(fCpu, fCpuRef)} |`,
+      `| ${t.name} | ${maxOf(pairs, pairs?.maxRate)} / ${maxOf(refPairs, refPairs?.maxRate)} | ${ratio(pairs?.maxRate, refPairs?.maxRate)} | ${pc ? fmt(pc.rate) : '–'} | ${pair(pc?.b.sent.p99, pc?.a.sent.p99, 2)} | ${ratio(pc?.b.sent.p99, pc?.a.sent.p99)} | ${pair(pc?.b.delivery.p99, pc?.a.delivery.p99, 2)} | ${ratio(pc?.b.delivery.p99, pc?.a.delivery.p99)} | ${pair(pCpu, pCpuRef, 0)} | ${ratio(pCpu, pCpuRef)} | ` +
+        `${maxOf(fan, fan?.maxDeliveriesPerSec)} / ${maxOf(refFan, refFan?.maxDeliveriesPerSec)} | ${ratio(fan?.maxDeliveriesPerSec, refFan?.maxDeliveriesPerSec)} | ${fc ? fmt(fc.rate * members) : '–'} | ${pair(fc?.b.lastDelivery?.p99, fc?.a.lastDelivery?.p99, 2)} | ${ratio(fc?.b.lastDelivery?.p99, fc?.a.lastDelivery?.p99)} | ${pair(fCpu, fCpuRef, 1)} | ${ratio(fCpu, fCpuRef)} |`,
     );
   }
   L.push('');

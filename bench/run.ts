@@ -17,10 +17,10 @@
  * See bench/README.md for flags and bigger runs.
  */
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
-import { join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ChatNodeHandle, ChatNodeOptions } from '../test/harness/chat-node.ts';
 import type { ServerHandle } from '../test/harness/servers.ts';
@@ -78,6 +78,7 @@ const HELP = `npm run bench -- [flags]
   --ping-ms MS          ping interval (default: the server's heartbeat_ms)
   --out DIR             results directory (default bench/results)
   --quick               tiny sizes, for a smoke test (~1 minute)
+  --render FILE.json    only re-write FILE.md and FILE.svg from a run's JSON (after report changes)
   --help`;
 
 interface Flags {
@@ -359,6 +360,18 @@ async function main(): Promise<void> {
   const argv = process.argv.slice(2);
   if (argv.includes('--help')) {
     process.stdout.write(`${HELP}\n`);
+    return;
+  }
+  const ri = argv.indexOf('--render');
+  if (ri >= 0) {
+    // Same measurements, new rendering: the JSON is the record, MD and SVG are views of it.
+    const file = resolve(argv[ri + 1] ?? '');
+    if (!file.endsWith('.json') || !existsSync(file)) throw new Error('--render needs an existing results .json file');
+    const report = JSON.parse(readFileSync(file, 'utf8')) as BenchReport;
+    const stem = file.slice(0, -'.json'.length);
+    writeFileSync(`${stem}.md`, renderMarkdown(report, `${basename(stem)}.svg`));
+    writeFileSync(`${stem}.svg`, renderSvg(report));
+    log(`re-rendered ${stem}.{md,svg}`);
     return;
   }
   const f = parseFlags(argv);
