@@ -38,6 +38,8 @@ export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
       migrationsList: [{ name: '0001_initial_schema', class: initialSchema(dialect) }],
       tableName: 'mikro_orm_migrations',
       silent: true,
+      // MySQL commits DDL implicitly, so a transaction around it only earns a console warning.
+      transactional: dialect === 'sqlite',
     },
     debug: false,
     allowGlobalContext: true,

@@ -3,7 +3,7 @@
  * once (portable spellings; the few that differ come from dialect.ts) and goes through
  * MikroORM's connection, so transactions, pooling and driver error mapping are MikroORM's.
  */
-import { UniqueConstraintViolationException } from '@mikro-orm/core';
+import { DeadlockException, LockWaitTimeoutException, UniqueConstraintViolationException } from '@mikro-orm/core';
 import type { Database } from './database.ts';
 import { insertIgnore, type Dialect } from './dialect.ts';
 
@@ -68,9 +68,6 @@ function toStored(r: Row): StoredMessage {
     recalledAt: r.recalled_at == null ? null : num(r.recalled_at),
   };
 }
-
-/** The highest stored seq of a conversation, as an SQL expression (one primary-key index dive). */
-const LAST_SEQ_OF = (convExpr: string): string => `COALESCE((SELECT MAX(m.seq) FROM message m WHERE m.conversation_id = ${convExpr}), 0)`;
 
 const MSG_COLS = 'conversation_id, seq, mid, sender_id, cmid, kind, body, created_at, recalled_at';
 
@@ -143,13 +140,25 @@ export class MessageStore implements RecordStore {
       params.push(m.conv, m.seq, m.mid, m.from, m.cmid, m.kind, m.bodyJson, m.ts);
     }
     const sql = `INSERT INTO message (conversation_id, seq, mid, sender_id, cmid, kind, body, created_at) VALUES ${values.join(', ')}`;
-    try {
-      await this.db.connection.transactional(async (trx) => {
-        await this.db.connection.execute(sql, params, 'run', trx);
-      });
-    } catch (e) {
-      throw this.classify(e);
+    // A deadlock victim was rolled back whole: the same batch can simply run again.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.db.connection.transactional(async (trx) => {
+          await this.db.connection.execute(sql, params, 'run', trx);
+        });
+        return;
+      } catch (e) {
+        if (attempt < 4 && this.isTransient(e)) continue;
+        throw this.classify(e);
+      }
     }
+  }
+
+  /** Deadlock victim or lock wait timeout: the transaction was rolled back and may be retried. */
+  private isTransient(e: unknown): boolean {
+    if (!(e instanceof Error)) return false;
+    const c = this.db.orm.em.getDriver().convertException(e);
+    return c instanceof DeadlockException || c instanceof LockWaitTimeoutException;
   }
 
   /** Raw driver errors (SqliteError, mysql2's) become DuplicateKeyError when a unique key refused the write. */
@@ -269,26 +278,37 @@ export class MessageStore implements RecordStore {
 
   /**
    * Applies coalesced cursor moves; cursors only ever move forward, and never past the last
-   * stored message (a client acking far ahead would otherwise never get later messages redelivered). One UPDATE per chunk, joined
-   * against the moves as a derived table, so a flush holds the database for one statement
-   * rather than one per member (with SQLite's single connection, commits wait behind it).
+   * stored message (a client acking far ahead would otherwise never get later messages
+   * redelivered). The last seqs come from a plain SELECT first: inside the UPDATE the same
+   * subquery would be a locking read on InnoDB, holding gap locks where the next messages are
+   * inserted, and deadlock with group commits. One UPDATE per chunk, joined against the moves
+   * as a derived table, so a flush holds the database for one statement, not one per member.
    */
   async applyCursors(moves: CursorMove[]): Promise<void> {
     for (let i = 0; i < moves.length; i += 250) {
       const chunk = moves.slice(i, i + 250);
+      const last = await this.lastSeqs([...new Set(chunk.map((m) => m.conv))]);
       const params: unknown[] = [];
-      for (const m of chunk) params.push(m.conv, m.user, m.ack ?? 0, m.read ?? 0);
+      for (const m of chunk) {
+        const cap = last.get(m.conv) ?? 0;
+        params.push(m.conv, m.user, Math.min(m.ack ?? 0, cap), Math.min(m.read ?? 0, cap));
+      }
       const sql = this.dialect === 'mysql'
         ? `UPDATE conversation_member cm JOIN (${chunk.map((_, j) => (j === 0 ? 'SELECT ? AS c, ? AS u, ? AS a, ? AS r' : 'SELECT ?, ?, ?, ?')).join(' UNION ALL ')}) v
              ON cm.conversation_id = v.c AND cm.user_id = v.u
-           SET cm.ack_seq = GREATEST(cm.ack_seq, LEAST(v.a, ${LAST_SEQ_OF('cm.conversation_id')})),
-               cm.read_seq = GREATEST(cm.read_seq, LEAST(v.r, ${LAST_SEQ_OF('cm.conversation_id')}))`
-        : `UPDATE conversation_member SET ack_seq = MAX(ack_seq, MIN(v.column3, ${LAST_SEQ_OF('v.column1')})),
-             read_seq = MAX(read_seq, MIN(v.column4, ${LAST_SEQ_OF('v.column1')}))
+           SET cm.ack_seq = GREATEST(cm.ack_seq, v.a), cm.read_seq = GREATEST(cm.read_seq, v.r)`
+        : `UPDATE conversation_member SET ack_seq = MAX(ack_seq, v.column3), read_seq = MAX(read_seq, v.column4)
            FROM (VALUES ${chunk.map(() => '(?, ?, ?, ?)').join(', ')}) AS v
            WHERE conversation_member.conversation_id = v.column1 AND conversation_member.user_id = v.column2`;
       await this.run(sql, params);
     }
+  }
+
+  /** Highest stored seq of each conversation (a consistent, non-locking read). */
+  private async lastSeqs(convs: string[]): Promise<Map<string, number>> {
+    if (convs.length === 0) return new Map();
+    const rows = await this.all(`SELECT conversation_id, MAX(seq) AS m FROM message WHERE conversation_id IN (${convs.map(() => '?').join(', ')}) GROUP BY conversation_id`, convs);
+    return new Map(rows.map((r) => [str(r.conversation_id), num(r.m)]));
   }
 
   /** Refreshes the denormalised `conversation.last_seq` hints (written lazily, never read for seq). */
