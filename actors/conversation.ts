@@ -64,7 +64,10 @@ export class ConversationCore {
   private readonly inflight = new Map<string, Promise<SendResult>>();
   private intake: SendJob[] = [];
   private writing = 0;
+  /** Set while no seq may be assigned: failed writes wait for in-flight ones, then replay. */
   private recovering: Promise<void> | null = null;
+  private recoveryCause: unknown = null;
+  private finishRecovery: (() => void) | null = null;
   private failed: SendJob[] = [];
   private loaded: Promise<void> | null = null;
   lastActive = Date.now();
@@ -259,9 +262,6 @@ export class ConversationCore {
     this.finishRecovery = finish;
   }
 
-  private recoveryCause: unknown = null;
-  private finishRecovery: (() => void) | null = null;
-
   /** Once every in-flight write has settled, reload the seq and replay what failed, in order. */
   private maybeFinishRecovery(): void {
     if (!this.finishRecovery || this.writing > 0) return;
@@ -300,7 +300,8 @@ export class ConversationCore {
     } catch (e) {
       this.deps.log.warn({ conv: this.id, err: String(e) }, 'conversation recovery failed');
       for (const j of ordered) j.reject(unavailable('the message store'));
-      // Sends queued meanwhile get their chance after the next load.
+      // lastSeq may now be stale: a write from it fails on the (conversation_id, seq) key and
+      // recovers again, and the next request reloads the conversation.
       this.loaded = null;
     }
   }
