@@ -87,6 +87,16 @@ export async function startNode(config: NodeConfig, log: Logger = createLogger(c
       nodeId: config.nodeId,
     }, metrics, config.sessionShards);
     const sm = sessions;
+    if (cluster) {
+      // After this node was cut off from NATS, pushes other nodes sent it meanwhile are lost.
+      // Once peers have resubscribed too (a few heartbeats), devices here catch up from the record.
+      const c = cluster;
+      c.nats.onReconnect(() => {
+        setTimeout(() => {
+          void sm.catchUpAll().then((n) => { if (n > 0) log.info({ pushed: n }, 'caught sessions up after NATS reconnect'); });
+        }, config.nodeHeartbeatMs * 3).unref();
+      });
+    }
 
     const gateway = new Gateway(config, {
       openSession: async (user: string, device: string, conn: Connection) => {

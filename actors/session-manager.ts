@@ -67,6 +67,22 @@ export class SessionManager {
     return true;
   }
 
+  /**
+   * Runs UserSession.catchUp for every session of this node, a few at a time so that a node
+   * with many sessions does not flood the database. Returns how many messages it pushed.
+   */
+  async catchUpAll(concurrency = 4): Promise<number> {
+    const queue = [...this.directory.all()];
+    let pushed = 0;
+    const worker = async () => {
+      for (let e = queue.shift(); e; e = queue.shift()) {
+        pushed += await e.session.catchUp().catch(() => 0);
+      }
+    };
+    await Promise.all(Array.from({ length: concurrency }, worker));
+    return pushed;
+  }
+
   kickAll(reason: KickReason): void {
     for (const e of [...this.directory.all()]) this.retire(e, reason);
   }

@@ -140,6 +140,29 @@ export class UserSession {
     }
   }
 
+  /**
+   * Pushes what this device should hold but was never pushed: messages above both its ack
+   * cursor and the highest seq pushed on this socket. Run after this node was cut off from the
+   * cluster bus (pushes from other nodes sent meanwhile are gone: NATS does not keep them).
+   * A message pushed live meanwhile with a higher seq makes the client see a gap and sync.
+   */
+  async catchUp(): Promise<number> {
+    if (this.closed || this.starting) return 0;
+    const { store, config } = this.deps;
+    let pushed = 0;
+    for (const c of await store.userConversations(this.user)) {
+      if (this.closed) break;
+      const after = Math.max(c.ackSeq, this.highestPushed?.get(c.conv) ?? 0);
+      if (c.lastSeq <= after || this.held?.has(c.conv)) continue;
+      const rows = await store.history(c.conv, after, config.loginPushMax);
+      for (const r of rows) {
+        if (r.seq > (this.highestPushed?.get(c.conv) ?? 0)) pushed++;
+        this.pushTracked(c.conv, r.seq, JSON.stringify(toMsgFrame(r)), 'backlog');
+      }
+    }
+    return pushed;
+  }
+
   private releaseHeld(conv: string): void {
     const list = this.held?.get(conv);
     this.held?.delete(conv);
