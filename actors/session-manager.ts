@@ -26,9 +26,6 @@ class UserSessionActor {
   }
 }
 
-/** Somewhere else in the cluster a device logged in again: kick it wherever it is. */
-export type RemoteKick = (user: string, device: string) => void;
-
 export class SessionManager {
   private readonly shards: Supervisor[] = [];
 

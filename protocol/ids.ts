@@ -1,8 +1,6 @@
 /** Identifiers of PROTOCOL.md: user ids, group names, conversation ids. */
 export const NAME_RE = /^[A-Za-z0-9_.-]{1,64}$/;
 
-export type ConvKind = 'dm' | 'group';
-
 export const isValidName = (s: string): boolean => NAME_RE.test(s);
 
 /** `dm:<min(a,b)>:<max(a,b)>` — the same id whichever side writes first. */
