@@ -33,7 +33,7 @@ export interface StoredMessage {
   recalledAt: number | null;
 }
 
-export interface MemberRecord { user: string; role: 'owner' | 'member'; /** The member's read cursor in the record. */ readSeq?: number }
+export interface MemberRecord { user: string; role: 'owner' | 'member'; /** The member's read cursor in the record. */ readSeq?: number; /** The member's delivery cursor in the record. */ ackSeq?: number }
 
 export interface ConversationRecord {
   id: string;
@@ -177,11 +177,13 @@ export class MessageStore implements RecordStore {
   }
 
   async members(conv: string): Promise<MemberRecord[]> {
-    const rows = await this.all('SELECT user_id, role, read_seq FROM conversation_member WHERE conversation_id = ? ORDER BY user_id', [conv]);
+    const rows = await this.all('SELECT user_id, role, ack_seq, read_seq FROM conversation_member WHERE conversation_id = ? ORDER BY user_id', [conv]);
     return rows.map((r) => {
       const user = str(r.user_id);
-      const readSeq = Math.max(num(r.read_seq ?? 0), this.pendingCursors?.(conv, user).read ?? 0);
-      return { user, role: str(r.role) === 'owner' ? 'owner' : 'member', readSeq };
+      const pending = this.pendingCursors?.(conv, user);
+      const readSeq = Math.max(num(r.read_seq ?? 0), pending?.read ?? 0);
+      const ackSeq = Math.max(num(r.ack_seq ?? 0), pending?.ack ?? 0);
+      return { user, role: str(r.role) === 'owner' ? 'owner' : 'member', readSeq, ackSeq };
     });
   }
 
