@@ -1,10 +1,23 @@
 /**
- * Client frames of PROTOCOL.md as zod schemas, and the shapes of server frames.
+ * The frames of PROTOCOL.md as zod schemas: client frames (what the gateway accepts) and server
+ * frames (what a node may send; for tests and tools that check server output).
  * The gateway parses every incoming frame through `parseClientFrame`; anything that does not
  * match gets `bad_request` with a message naming the field.
+ *
+ * The TypeScript types of the frames live in protocol/wire.ts (zod-free, so the browser SDK can
+ * use them) and are re-exported here. This module checks at compile time that they and the
+ * schemas describe the same frames, so the two cannot drift apart.
  */
 import { z } from 'zod';
+import { ERROR_CODES } from './errors.ts';
 import { NAME_RE } from './ids.ts';
+import type * as Wire from './wire.ts';
+
+export type {
+  AnswerFrame, BatchFrame, ClientFrame, ClientFrameOf, ClientFrameType, ConvSummary, ConvsFrame, ErrorFrame,
+  KickReason, KickedFrame, LoginOkFrame, MembersFrame, MsgFrame, OkFrame, PongFrame, PushFrame, ReceiptFrame,
+  RecalledFrame, SentFrame, ServerFrame, ServerFrameOf, ServerFrameType, TypingFrame,
+} from './wire.ts';
 
 const rid = z.string().min(1).max(128);
 const name = z.string().regex(NAME_RE, 'must be 1-64 chars of [A-Za-z0-9_.-]');
@@ -42,7 +55,8 @@ export const clientFrameSchema = z.discriminatedUnion('t', [
   z.object({
     t: z.literal('send'), rid, to: name.optional(), conv: conv.optional(), cmid,
     body: z.unknown()
-      .refine((b) => b !== undefined, 'body is required')
+      // `: boolean` keeps the inferred type `unknown` (a type predicate would narrow it to `{} | null`).
+      .refine((b): boolean => b !== undefined, 'body is required')
       .refine((b) => jsonDepth(b, MAX_BODY_DEPTH) <= MAX_BODY_DEPTH, `is nested deeper than ${MAX_BODY_DEPTH} levels`),
     kind: z.string().min(1).max(32).optional(),
   }),
@@ -58,12 +72,10 @@ export const clientFrameSchema = z.discriminatedUnion('t', [
   z.object({ t: z.literal('typing'), conv }),
 ]);
 
-export type ClientFrame = z.infer<typeof clientFrameSchema>;
-export type ClientFrameOf<T extends ClientFrame['t']> = Extract<ClientFrame, { t: T }>;
 export const CLIENT_FRAME_TYPES = new Set<string>(clientFrameSchema.options.map((o) => o.shape.t.value));
 
 export type ParseResult =
-  | { ok: true; frame: ClientFrame }
+  | { ok: true; frame: Wire.ClientFrame }
   | { ok: false; rid?: string; message: string };
 
 /** Parses one text frame. Never throws: bad input becomes a `bad_request` description. */
@@ -93,35 +105,49 @@ export function parseClientFrame(text: string): ParseResult {
   return { ok: true, frame: r.data };
 }
 
-/** A stored message as pushed (`msg`) and returned by `sync` (`batch`). */
-export interface MsgFrame {
-  t: 'msg';
-  conv: string;
-  seq: number;
-  mid: string;
-  from: string;
-  cmid: string;
-  ts: number;
-  kind: string;
-  body?: unknown;
-  recalled?: true;
-}
+// ------------------------------------------------------------------ server frames
 
-export interface SentFrame { t: 'sent'; rid: string; conv: string; cmid: string; seq: number; mid: string; ts: number }
-export interface ErrorFrame { t: 'error'; rid?: string; code: string; message: string }
-export interface ConvSummary { conv: string; last_seq: number; ack_seq: number; read_seq: number }
-export type KickReason = 'replaced' | 'shutdown' | 'auth_expired';
+const str = z.string();
+const int = z.number().int();
+const msgFrameSchema = z.strictObject({
+  t: z.literal('msg'), conv: str, seq: int.min(1), mid: z.string().regex(/^[0-9]+$/), from: str, cmid: str, ts: int, kind: str,
+  body: z.unknown().optional(), recalled: z.literal(true).optional(),
+});
 
-/** Any frame the server sends; the gateway serializes these with JSON.stringify. */
-export type ServerFrame =
-  | MsgFrame | SentFrame | ErrorFrame
-  | { t: 'login_ok'; rid: string; user: string; device: string; node: string; heartbeat_ms: number }
-  | { t: 'pong'; rid?: string; ts: number }
-  | { t: 'batch'; rid: string; conv: string; msgs: MsgFrame[]; more: boolean }
-  | { t: 'convs'; rid: string; convs: ConvSummary[] }
-  | { t: 'ok'; rid: string; conv?: string }
-  | { t: 'members'; rid: string; conv: string; members: string[] }
-  | { t: 'receipt'; conv: string; user: string; delivered?: number; read?: number }
-  | { t: 'recalled'; conv: string; seq: number; by: string }
-  | { t: 'typing'; conv: string; user: string }
-  | { t: 'kicked'; reason: KickReason };
+/**
+ * Every frame a node may send, strict (an unknown field fails). Not used on the hot path: the
+ * server builds its frames from the types in wire.ts; tests validate what it sent with this.
+ */
+export const serverFrameSchema = z.discriminatedUnion('t', [
+  msgFrameSchema,
+  z.strictObject({ t: z.literal('login_ok'), rid: str, user: str, device: str, node: str, heartbeat_ms: int }),
+  z.strictObject({ t: z.literal('pong'), rid: str.optional(), ts: int }),
+  z.strictObject({ t: z.literal('sent'), rid: str, conv: str, cmid: str, seq: int.min(1), mid: z.string().regex(/^[0-9]+$/), ts: int }),
+  z.strictObject({ t: z.literal('error'), rid: str.optional(), code: z.enum(ERROR_CODES), message: str }),
+  z.strictObject({ t: z.literal('batch'), rid: str, conv: str, msgs: z.array(msgFrameSchema), more: z.boolean() }),
+  z.strictObject({
+    t: z.literal('convs'), rid: str,
+    convs: z.array(z.strictObject({ conv: str, last_seq: int, ack_seq: int, read_seq: int })),
+  }),
+  z.strictObject({ t: z.literal('ok'), rid: str, conv: str.optional() }),
+  z.strictObject({ t: z.literal('members'), rid: str, conv: str, members: z.array(str) }),
+  z.strictObject({ t: z.literal('receipt'), conv: str, user: str, delivered: int.optional(), read: int.optional() }),
+  z.strictObject({ t: z.literal('recalled'), conv: str, seq: int.min(1), by: str }),
+  z.strictObject({ t: z.literal('typing'), conv: str, user: str }),
+  z.strictObject({ t: z.literal('kicked'), reason: z.enum(['replaced', 'shutdown', 'auth_expired']) }),
+]);
+
+// ------------------------------------------------------------------ compile-time checks
+
+/** True when A and B are the same type (not just mutually assignable). */
+type Equal<A, B> = (<T>() => T extends A ? 1 : 2) extends (<T>() => T extends B ? 1 : 2) ? true : false;
+/** The frame types (`t`) whose wire.ts type differs from the schema's inferred type; never when all match. */
+type Mismatched<W extends { t: string }, S extends { t: string }> = {
+  [T in W['t'] | S['t']]: Equal<Extract<W, { t: T }>, Extract<S, { t: T }>> extends true ? never : T;
+}[W['t'] | S['t']];
+/** Fails to compile (naming the frame type) unless T is never. */
+type NoMismatch<T extends never> = T;
+
+// If one of these lines fails, protocol/wire.ts and the schemas above disagree about a frame.
+export type ClientFramesMatchSchema = NoMismatch<Mismatched<Wire.ClientFrame, z.infer<typeof clientFrameSchema>>>;
+export type ServerFramesMatchSchema = NoMismatch<Mismatched<Wire.ServerFrame, z.infer<typeof serverFrameSchema>>>;

@@ -1,0 +1,89 @@
+/**
+ * Every frame of PROTOCOL.md v1 as plain TypeScript types: what clients send (`ClientFrame`) and
+ * what servers send (`ServerFrame`). The single definition of the wire shapes for the server, the
+ * client SDK and the load generator.
+ *
+ * Guarantees:
+ * - Types only: no runtime code and no imports except `import type`, so the browser SDK can
+ *   `import type` from here without pulling zod (or anything) into its bundle, and the SDK's
+ *   published `.d.ts` files are self-contained.
+ * - Checked at compile time against the zod schemas in protocol/frames.ts (both directions, per
+ *   frame type): a field added to a schema but not here, or the other way round, fails `tsc`.
+ *
+ * Only v1 frames, the ones every node answers. v1.1 frames join here when the server implements them.
+ */
+import type { ErrorCode } from './errors.ts';
+
+export type { ErrorCode };
+
+// ------------------------------------------------------------------ client → server
+
+/** Every frame a client may send. `rid` is a client-chosen string the answer repeats. */
+export type ClientFrame =
+  | { t: 'login'; rid: string; token: string; device?: string }
+  | { t: 'ping'; rid?: string }
+  /** Exactly one of `to` (1:1, a user id) and `conv` (a conversation id). */
+  | { t: 'send'; rid: string; to?: string; conv?: string; cmid: string; body: unknown; kind?: string }
+  | { t: 'ack'; conv: string; seq: number }
+  | { t: 'read'; conv: string; seq: number }
+  | { t: 'sync'; rid: string; conv: string; after: number; limit?: number }
+  | { t: 'convs'; rid: string }
+  | { t: 'recall'; rid: string; conv: string; seq: number }
+  | { t: 'group_create'; rid: string; group: string; members: string[] }
+  | { t: 'group_add'; rid: string; conv: string; members: string[] }
+  | { t: 'group_remove'; rid: string; conv: string; members: string[] }
+  | { t: 'group_members'; rid: string; conv: string }
+  | { t: 'typing'; conv: string };
+
+export type ClientFrameType = ClientFrame['t'];
+export type ClientFrameOf<T extends ClientFrameType> = Extract<ClientFrame, { t: T }>;
+
+// ------------------------------------------------------------------ server → client
+
+/** A stored message, as pushed (`msg`) and as returned in a `batch`. */
+export interface MsgFrame {
+  t: 'msg';
+  conv: string;
+  seq: number;
+  /** Cluster-unique id, a decimal string. */
+  mid: string;
+  from: string;
+  cmid: string;
+  ts: number;
+  /** `"text"` unless the sender gave another kind. */
+  kind: string;
+  /** Any JSON value; absent when the message was recalled. */
+  body?: unknown;
+  recalled?: true;
+}
+
+export interface LoginOkFrame { t: 'login_ok'; rid: string; user: string; device: string; node: string; heartbeat_ms: number }
+export interface PongFrame { t: 'pong'; rid?: string; ts: number }
+export interface SentFrame { t: 'sent'; rid: string; conv: string; cmid: string; seq: number; mid: string; ts: number }
+export interface ErrorFrame { t: 'error'; rid?: string; code: ErrorCode; message: string }
+export interface BatchFrame { t: 'batch'; rid: string; conv: string; msgs: MsgFrame[]; more: boolean }
+export interface ConvSummary { conv: string; last_seq: number; ack_seq: number; read_seq: number }
+export interface ConvsFrame { t: 'convs'; rid: string; convs: ConvSummary[] }
+/** Answer to recall / group_*; `conv` only for group_create. */
+export interface OkFrame { t: 'ok'; rid: string; conv?: string }
+export interface MembersFrame { t: 'members'; rid: string; conv: string; members: string[] }
+/** Another member's cursor moved; the values are that member's new cursor (a seq). */
+export interface ReceiptFrame { t: 'receipt'; conv: string; user: string; delivered?: number; read?: number }
+export interface RecalledFrame { t: 'recalled'; conv: string; seq: number; by: string }
+export interface TypingFrame { t: 'typing'; conv: string; user: string }
+export type KickReason = 'replaced' | 'shutdown' | 'auth_expired';
+export interface KickedFrame { t: 'kicked'; reason: KickReason }
+
+/** Every frame a server sends. */
+export type ServerFrame =
+  | MsgFrame | LoginOkFrame | PongFrame | SentFrame | ErrorFrame | BatchFrame | ConvsFrame
+  | OkFrame | MembersFrame | ReceiptFrame | RecalledFrame | TypingFrame | KickedFrame;
+
+export type ServerFrameType = ServerFrame['t'];
+export type ServerFrameOf<T extends ServerFrameType> = Extract<ServerFrame, { t: T }>;
+
+/** Frames that answer a request (they repeat its `rid`). */
+export type AnswerFrame = LoginOkFrame | SentFrame | ErrorFrame | BatchFrame | ConvsFrame | OkFrame | MembersFrame | PongFrame;
+
+/** Frames the server sends unasked. */
+export type PushFrame = MsgFrame | ReceiptFrame | RecalledFrame | TypingFrame | KickedFrame;
