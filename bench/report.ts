@@ -47,7 +47,7 @@ export interface BenchReport {
   settings: {
     load: Omit<LoadOptions, 'log'>;
     idle: { connections: number; restMs: number };
-    pairs: { pairs: number; startRate: number; durationMs: number; p99LimitMs: number };
+    pairs: { pairs: number; startRate: number; durationMs: number; p99LimitMs: number; fixedRates?: number[]; repeat?: number; seedMessages?: number };
     fanout: { members: number; startRate: number; durationMs: number; p99LimitMs: number };
     /** Absent in reports written before the reconnect scenario existed. */
     reconnect?: Omit<ReconnectParams, never>;
@@ -148,7 +148,9 @@ export function renderMarkdown(r: BenchReport, svgName: string): string {
     '',
   );
   L.push(
-    `- **pairs**: ${r.settings.pairs.pairs} 1:1 pairs (${r.settings.pairs.pairs * 2} sockets), open-loop fixed-rate schedule, latency from the *intended* send time; max = highest offered rate with p99 send→\`sent\` < ${r.settings.pairs.p99LimitMs} ms and ≤ 0.1 % loss (step search, ${r.settings.pairs.durationMs / 1000} s per step). Latencies at the reference rate ${fmt(pairsRef)} msg/s.`,
+    `- **pairs**: ${r.settings.pairs.pairs} 1:1 pairs (${r.settings.pairs.pairs * 2} sockets), open-loop fixed-rate schedule, latency from the *intended* send time; max = highest offered rate with p99 send→\`sent\` < ${r.settings.pairs.p99LimitMs} ms and ≤ 0.1 % loss (step search, ${r.settings.pairs.durationMs / 1000} s per step). Latencies at the reference rate ${fmt(pairsRef)} msg/s.` +
+      (r.settings.pairs.fixedRates ? ` Fixed rates ${r.settings.pairs.fixedRates.join(', ')} msg/s, ${r.settings.pairs.repeat ?? 1}× each (no search).` : '') +
+      (r.settings.pairs.seedMessages ? ` The record held ${r.settings.pairs.seedMessages} seeded messages (in the pairs' conversations) before the node started.` : ''),
     `- **fanout**: one sender into a group of ${r.settings.fanout.members} online members; max = highest deliveries/s with p99 send→last member's delivery < ${r.settings.fanout.p99LimitMs} ms and ≤ 0.1 % loss. Latency at the reference rate ${fmt(fanoutRef)} msg/s (${fmt(fanoutRef * (r.settings.fanout.members - 1))} deliveries/s).`,
     `- **idle**: ${fmt(r.settings.idle.connections)} logged-in sockets pinging every heartbeat; server RSS growth per socket, server CPU over ${r.settings.idle.restMs / 1000} s at rest, logins/s while connecting.`,
     '',

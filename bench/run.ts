@@ -17,7 +17,7 @@
  * See bench/README.md for flags and bigger runs.
  */
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import { basename, join, resolve } from 'node:path';
@@ -25,6 +25,7 @@ import { fileURLToPath } from 'node:url';
 import type { ChatNodeHandle, ChatNodeOptions } from '../test/harness/chat-node.ts';
 import type { ServerHandle } from '../test/harness/servers.ts';
 import { runStorageCeiling } from './baselines/storage-ceiling.ts';
+import { seedPairsRecord } from './seed.ts';
 import {
   defaultLoadOptions,
   loopbackAddrs,
@@ -60,6 +61,10 @@ const HELP = `npm run bench -- [flags]
   --idle-rest SEC       rest window of the idle scenario (default 5)
   --pairs N             1:1 pairs (default 100)
   --pairs-start RATE    first offered rate, msg/s (default 2000)
+  --pairs-rates LIST    fixed offered rates instead of the search, e.g. 2000,5000 (each run --repeat times)
+  --repeat N            runs of each fixed rate (default 1)
+  --seed-messages N     node-sqlite / node-mariadb: store N messages in the pairs' conversations
+                        before the node starts (default 0)
   --members N           group size in fanout (default 500)
   --fanout-start RATE   first offered rate, msg/s into the group (default 20)
   --max-steps N         doubling steps before refining (default 6)
@@ -98,6 +103,9 @@ interface Flags {
   idleRestSec: number;
   pairs: number;
   pairsStart: number;
+  pairsRates: number[];
+  repeat: number;
+  seedMessages: number;
   members: number;
   fanoutStart: number;
   maxSteps: number;
@@ -135,7 +143,7 @@ function parseFlags(argv: string[]): Flags {
     return items as T[];
   };
   const quick = argv.includes('--quick');
-  const known = new Set(['targets', 'scenarios', 'cluster-scenarios', 'reconnect-clients', 'reconnect-msgs', 'reconnect-senders', 'reconnect-concurrency', 'reconnect-sync-ms', 'reconnect-timeout', 'storage', 'duration', 'workers', 'idle-conns', 'idle-rest', 'pairs', 'pairs-start', 'members', 'fanout-start', 'max-steps', 'refine', 'p99-ms', 'fanout-p99-ms', 'body-bytes', 'source-addrs', 'conns-per-addr', 'ping-ms', 'out']);
+  const known = new Set(['targets', 'scenarios', 'cluster-scenarios', 'reconnect-clients', 'reconnect-msgs', 'reconnect-senders', 'reconnect-concurrency', 'reconnect-sync-ms', 'reconnect-timeout', 'storage', 'duration', 'workers', 'idle-conns', 'idle-rest', 'pairs', 'pairs-start', 'pairs-rates', 'repeat', 'seed-messages', 'members', 'fanout-start', 'max-steps', 'refine', 'p99-ms', 'fanout-p99-ms', 'body-bytes', 'source-addrs', 'conns-per-addr', 'ping-ms', 'out']);
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i] ?? '';
     if (a === '--quick' || a === '--help') continue;
@@ -162,6 +170,13 @@ function parseFlags(argv: string[]): Flags {
     idleRestSec: num('idle-rest', quick ? 1 : 5, 0, 3600),
     pairs: num('pairs', quick ? 20 : 100, 1, 100_000),
     pairsStart: num('pairs-start', quick ? 1000 : 2000, 1, 10_000_000),
+    pairsRates: (get('pairs-rates') ?? '').split(',').filter(Boolean).map((v) => {
+      const n = Number(v);
+      if (!Number.isFinite(n) || n < 1 || n > 10_000_000) throw new Error(`--pairs-rates: '${v}' is not a rate in [1, 10000000]`);
+      return n;
+    }),
+    repeat: num('repeat', 1, 1, 100),
+    seedMessages: num('seed-messages', 0, 0, 100_000_000),
     members: num('members', quick ? 50 : 500, 2, 1_000_000),
     fanoutStart: num('fanout-start', 20, 1, 1_000_000),
     maxSteps: num('max-steps', quick ? 2 : 6, 1, 20),
@@ -287,12 +302,22 @@ function projectEnv(jwtSecret: string): Record<string, string> {
   };
 }
 
-async function startProject(name: string, jwtSecret: string, mysqlUrl?: string): Promise<RunningServer> {
+/** `seed`: messages written into the record (the pairs' conversations) before the node starts. */
+async function startProject(name: string, jwtSecret: string, mysqlUrl: string | undefined, seed: { pairs: number; messages: number }): Promise<RunningServer> {
   const entry = projectEntry();
   const { startChatNode } = await harness<ChatNodeModule>('chat-node.ts');
   const env = projectEnv(jwtSecret);
   if (mysqlUrl) env.IM_MYSQL_URL = mysqlUrl;
-  const node = await startChatNode({ entry, env, nodeId: `bench-${name}`, readyTimeoutMs: 60_000, stopGraceMs: 20_000 });
+  const dataDir = mkdtempSync(join(os.tmpdir(), 'im-bench-node-'));
+  const cleanup = () => rmSync(dataDir, { recursive: true, force: true });
+  let node: ChatNodeHandle;
+  try {
+    if (seed.messages > 0) await seedPairsRecord({ mysqlUrl, dataDir, pairs: seed.pairs, messages: seed.messages, log });
+    node = await startChatNode({ entry, env, dataDir, nodeId: `bench-${name}`, readyTimeoutMs: 60_000, stopGraceMs: 20_000 });
+  } catch (e) {
+    cleanup();
+    throw e;
+  }
   return {
     url: node.wsUrl,
     pid: node.pid,
@@ -302,6 +327,7 @@ async function startProject(name: string, jwtSecret: string, mysqlUrl?: string):
       } catch (e) {
         log(`  ${name}: stop: ${e instanceof Error ? (e.message.split('\n')[0] ?? '') : String(e)}`);
       }
+      cleanup();
     },
   };
 }
@@ -400,6 +426,7 @@ async function main(): Promise<void> {
     pingEveryMs: f.pingMs,
     log,
   });
+  const seed = { pairs: f.pairs, messages: f.seedMessages };
   const search = (durationSec: number, startRate: number, p99LimitMs: number): SearchParams => ({
     durationMs: durationSec * 1000,
     graceMs: 3000,
@@ -440,7 +467,7 @@ async function main(): Promise<void> {
     settings: {
       load: { workers: load.workers, jwtSecret: '(hidden)', sourceAddrs: load.sourceAddrs, connsPerAddr: load.connsPerAddr, connectConcurrency: load.connectConcurrency, bodyBytes: load.bodyBytes, pingEveryMs: load.pingEveryMs, ackEveryMs: load.ackEveryMs },
       idle: { connections: f.idleConns, restMs: f.idleRestSec * 1000 },
-      pairs: { pairs: f.pairs, startRate: f.pairsStart, durationMs: f.durationSec * 1000, p99LimitMs: f.p99Ms },
+      pairs: { pairs: f.pairs, startRate: f.pairsStart, durationMs: f.durationSec * 1000, p99LimitMs: f.p99Ms, ...(f.pairsRates.length > 0 ? { fixedRates: f.pairsRates, repeat: f.repeat } : {}), ...(f.seedMessages > 0 ? { seedMessages: f.seedMessages } : {}) },
       fanout: { members: f.members, startRate: f.fanoutStart, durationMs: f.durationSec * 1000, p99LimitMs: f.fanoutP99Ms },
       reconnect: { clients: f.reconnectClients, perClient: f.reconnectMsgs, senders: f.reconnectSenders, concurrency: f.reconnectConcurrency, syncAfterMs: f.reconnectSyncMs, timeoutMs: f.reconnectTimeoutSec * 1000 },
       cluster: { nodes: 2, scenarios: f.clusterScenarios, reference: 'node-mariadb' },
@@ -493,9 +520,9 @@ async function main(): Promise<void> {
             : name === 'socketio'
               ? await startBaseline('socketio-chat.ts', '/')
               : name === 'node-sqlite'
-                ? await startProject(name, jwtSecret)
+                ? await startProject(name, jwtSecret, undefined, seed)
                 : name === 'node-mariadb'
-                  ? await startProject(name, jwtSecret, await getMaria())
+                  ? await startProject(name, jwtSecret, await getMaria(), seed)
                   : await startCluster(2, jwtSecret);
       } catch (e) {
         t.status = 'failed';
@@ -517,7 +544,7 @@ async function main(): Promise<void> {
           }
           try {
             if (sc === 'idle') t.idle = await runIdle(target, load, { connections: f.idleConns, restMs: f.idleRestSec * 1000 });
-            else if (sc === 'pairs') t.pairs = await runPairs(target, load, { ...search(f.durationSec, f.pairsStart, f.p99Ms), pairs: f.pairs });
+            else if (sc === 'pairs') t.pairs = await runPairs(target, load, { ...search(f.durationSec, f.pairsStart, f.p99Ms), fixedRates: f.pairsRates, repeat: f.repeat, pairs: f.pairs });
             else if (sc === 'fanout') t.fanout = await runFanout(target, load, { ...search(f.durationSec, f.fanoutStart, f.fanoutP99Ms), members: f.members });
             else {
               t.reconnect = await runReconnect(target, load, {

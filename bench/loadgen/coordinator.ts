@@ -397,6 +397,12 @@ export interface SearchParams {
   pauseMs: number;
   /** Unrecorded warm-up phase at half the start rate before the first step (JIT, caches), ms. */
   warmupMs: number;
+  /**
+   * Fixed offered rates instead of a search: each is run `repeat` times (all rates in turn, then
+   * again), whether it passes or not; maxRate is then the highest rate that passed.
+   */
+  fixedRates?: number[];
+  repeat?: number;
 }
 
 export interface StepResult {
@@ -454,6 +460,15 @@ async function stepSearch(o: LoadOptions, s: SearchParams, run: (rate: number) =
     await sleep(r.pass ? 300 : s.pauseMs);
     return r.pass;
   };
+  if (s.fixedRates && s.fixedRates.length > 0) {
+    for (let k = 0; k < (s.repeat ?? 1); k++) {
+      for (const r of s.fixedRates) {
+        tried.delete(Math.max(1, Math.round(r)));
+        await attempt(r);
+      }
+    }
+    return { steps, maxRate: good, bounded: bad > good };
+  }
   let rate = s.startRate;
   for (let i = 0; i < s.maxSteps; i++) {
     if (!(await attempt(rate))) break;
@@ -496,14 +511,18 @@ export interface PairsResult {
   p99LimitMs: number;
 }
 
+/** The two users of pair i (bench/seed.ts writes history into their conversation). */
+export function pairUsers(i: number): [string, string] {
+  return [`pa${i}a`, `pa${i}b`];
+}
+
 export async function runPairs(target: Target, o: LoadOptions, p: PairsParams): Promise<PairsResult> {
   const fleet = new Fleet(o.workers);
   try {
     const perWorker: ConnSpec[][] = Array.from({ length: fleet.size }, () => []);
     let index = 0;
     for (let i = 0; i < p.pairs; i++) {
-      const a = `pa${i}a`;
-      const b = `pa${i}b`;
+      const [a, b] = pairUsers(i);
       const w = perWorker[i % fleet.size]!;
       // On a cluster the two sockets of a pair are on different nodes (alternating which one).
       const n = nodeCount(target);
@@ -514,7 +533,8 @@ export async function runPairs(target: Target, o: LoadOptions, p: PairsParams): 
     o.log(`  pairs: ${setup.connected}/${setup.requested} sockets logged in`);
     if (setup.connected === 0) throw new Error(`no socket logged in: ${JSON.stringify(setup.errors)}`);
     const weights = perWorker.map((c) => c.length / Math.max(1, index));
-    if (p.warmupMs > 0) await runPhase(fleet, target, 'pairs', weights.map((w) => (p.startRate / 2) * w), p.warmupMs, p.graceMs, o.bodyBytes);
+    const warmRate = (p.fixedRates?.[0] ?? p.startRate) / 2;
+    if (p.warmupMs > 0) await runPhase(fleet, target, 'pairs', weights.map((w) => warmRate * w), p.warmupMs, p.graceMs, o.bodyBytes);
     const { steps, maxRate, bounded } = await stepSearch(o, p, async (rate) => {
       const ph = await runPhase(fleet, target, 'pairs', weights.map((w) => rate * w), p.durationMs, p.graceMs, o.bodyBytes);
       const secs = p.durationMs / 1000;
