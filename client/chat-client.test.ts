@@ -5,6 +5,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocket, WebSocketServer } from 'ws';
+import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { ChatClient } from './index.ts';
 import type { ChatClientOptions, ConnectionState, MsgFrame } from './index.ts';
@@ -97,6 +98,15 @@ async function until(cond: () => boolean, what: string, timeoutMs = 3000): Promi
   }
 }
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A ws:// URL on a loopback port that was free a moment ago and has nothing listening now. */
+async function deadUrl(): Promise<string> {
+  const srv = createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const { port } = srv.address() as AddressInfo;
+  await new Promise<void>((r) => srv.close(() => r()));
+  return `ws://127.0.0.1:${port}/ws`;
+}
 
 const servers: FakeChatServer[] = [];
 const clients: ChatClient[] = [];
@@ -413,5 +423,68 @@ describe('ChatClient against a fake server', () => {
     const c = client([a.url]);
     await expect(c.connect()).rejects.toMatchObject({ code: 'unauthorized' });
     expect(c.state).toBe('closed');
+  });
+
+  it('connect() to a URL where nothing listens rejects with unreachable within connectWaitMs, then stops trying', async () => {
+    const url = await deadUrl();
+    const c = client([url], { connectWaitMs: 400 });
+    const t0 = Date.now();
+    const err = await c.connect().then(() => null, (e: unknown) => e);
+    const took = Date.now() - t0;
+    expect(err).toMatchObject({ name: 'ChatError', code: 'unreachable' });
+    expect((err as Error).message).toContain(url);
+    expect((err as Error).message).toMatch(/ECONNREFUSED/);
+    expect(took).toBeGreaterThanOrEqual(350);
+    expect(took).toBeLessThan(1500);
+    expect(c.state).toBe('idle');
+    const attempts = c.metrics.connectAttempts;
+    expect(attempts).toBeGreaterThanOrEqual(1);
+    await sleep(200);
+    expect(c.metrics.connectAttempts).toBe(attempts);
+  });
+
+  it('after giving up, a later connect() starts over; sends queued meanwhile go out after login', async () => {
+    const a = await fake();
+    let up = false;
+    a.script = (_s, f) => f.t === 'login' && !up; // a node that never answers login (yet)
+    const c = client([a.url], { connectWaitMs: 250, connectTimeoutMs: 80 });
+    await expect(c.connect()).rejects.toMatchObject({ code: 'unreachable', message: expect.stringContaining('connect timeout') });
+    expect(c.state).toBe('idle');
+    const logins = a.all('login').length;
+    const sent = c.send({ conv: 'g:a' }, 'queued');
+    await sleep(200);
+    expect(a.all('login')).toHaveLength(logins);
+    up = true;
+    await c.connect();
+    await expect(sent).resolves.toMatchObject({ conv: 'g:a', seq: 1 });
+  });
+
+  it('retryForever: connect() still rejects in time, but the client keeps trying and logs in later', async () => {
+    const a = await fake();
+    let up = false;
+    a.script = (_s, f) => f.t === 'login' && !up;
+    const c = client([a.url], { connectWaitMs: 250, connectTimeoutMs: 80, retryForever: true });
+    const logins: string[] = [];
+    c.on('login', (l) => logins.push(l.node));
+    await expect(c.connect()).rejects.toMatchObject({ code: 'unreachable' });
+    expect(c.state).toBe('connecting');
+    up = true;
+    await until(() => c.state === 'open', 'logged in in the background');
+    expect(logins).toEqual(['n1']);
+  });
+
+  it('connectWaitMs does not end reconnects of an established session', async () => {
+    const a = await fake();
+    const c = client([a.url], { connectWaitMs: 100, connectTimeoutMs: 80 });
+    await c.connect();
+    let up = false;
+    a.script = (_s, f) => f.t === 'login' && !up;
+    a.sockets[0].ws.terminate();
+    await until(() => c.state === 'reconnecting', 'reconnecting');
+    await expect(c.connect()).rejects.toMatchObject({ code: 'unreachable' });
+    await sleep(150);
+    expect(c.state).toBe('reconnecting');
+    up = true;
+    await until(() => c.state === 'open', 'reconnected');
   });
 });

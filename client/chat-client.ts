@@ -8,6 +8,9 @@
  *   conversation it does not fully hold.
  * - Messages reach the application once per (conv, seq), in seq order per conversation, and are
  *   acked in batches after the `message` listeners ran.
+ * - `connect()` gives up after `connectWaitMs` with a `ChatError` of code `unreachable` (naming
+ *   the URLs and the last failure); the client then stops trying unless `retryForever` is set.
+ *   Once logged in, a lost connection is retried forever (until close() or a kick as `replaced`).
  * Uses only the standard WebSocket API, so it runs in browsers and (with `ws`) in Node.
  */
 import { AckBatcher, unref } from './ack-batcher.ts';
@@ -16,6 +19,7 @@ import type { BackoffOptions } from './backoff.ts';
 import { ConversationState } from './conversation-state.ts';
 import { Outbox } from './outbox.ts';
 import type { OutboxEntry } from './outbox.ts';
+import { groupConv } from '../protocol/ids.ts';
 import { ChatError } from './types.ts';
 import type {
   AnswerFrame, BatchFrame, ClientFrame, ConvSummary, ConvsFrame, ErrorFrame, LoginOkFrame, MembersFrame,
@@ -46,6 +50,17 @@ export interface ChatClientOptions {
   sendTimeoutMs?: number;
   /** Socket open + login must finish within this, else try the next URL. Default 5000. */
   connectTimeoutMs?: number;
+  /**
+   * `connect()` rejects with code `unreachable` when no login succeeded within this (every URL
+   * tried in turn, with backoff). Default 15000; `Infinity` waits as long as it takes.
+   */
+  connectWaitMs?: number;
+  /**
+   * When the first connection could not be made within `connectWaitMs`: keep trying in the
+   * background (the `login` event tells when it worked). Default false: stop, state `idle`,
+   * until the next `connect()`. Has no effect once logged in (reconnects never give up).
+   */
+  retryForever?: boolean;
   /** Reconnect backoff. Default base 100 ms, max 5000 ms. */
   backoff?: BackoffOptions;
   /** Max unanswered sends on the wire at once. Default 100 (the server's default burst). */
@@ -125,6 +140,12 @@ interface PendingRequest {
 
 type Listener = (...args: never[]) => void;
 
+interface OpenWaiter {
+  resolve: (l: LoginOkFrame) => void;
+  reject: (e: Error) => void;
+  timer: ReturnType<typeof setTimeout> | null;
+}
+
 const OPEN = 1;
 const CLOSED = 3;
 /** Sends that no retry can fix; everything else is retried. */
@@ -149,7 +170,7 @@ export class ChatClient {
   private readonly reads = new Map<string, number>();
   private readonly filling = new Map<string, number>();
   private readonly gapTimers = new Map<string, ReturnType<typeof setTimeout>>();
-  private openWaiters: Array<{ resolve: (l: LoginOkFrame) => void; reject: (e: Error) => void }> = [];
+  private openWaiters: OpenWaiter[] = [];
 
   private _state: ConnectionState = 'idle';
   private ws: WebSocketLike | null = null;
@@ -160,6 +181,10 @@ export class ChatClient {
   private login: LoginOkFrame | null = null;
   private lastRx = 0;
   private lostAt: number | null = null;
+  /** Why the last connection attempt failed (`url: reason`), for the `unreachable` error. */
+  private lastFailure = '';
+  /** The error the current socket reported before closing (browsers give none). */
+  private socketError = '';
   private ridSeq = 0;
   private connectTimer: ReturnType<typeof setTimeout> | null = null;
   private reconnectTimer: ReturnType<typeof setTimeout> | null = null;
@@ -233,14 +258,25 @@ export class ChatClient {
 
   /**
    * Starts connecting (if not yet) and resolves on the next `login_ok` (at once if logged in).
-   * Rejects if the client is closed or kicked first, or the token is refused.
+   * Rejects if the client is closed or kicked first, or the token is refused, and with code
+   * `unreachable` when not logged in within `connectWaitMs`; a first connection then stops
+   * trying (state `idle`) unless `retryForever` is set.
    */
   connect(): Promise<LoginOkFrame> {
     if (this._state === 'closed' || this._state === 'kicked') {
       return Promise.reject(new ChatError(this._state, `client is ${this._state}`));
     }
     if (this._state === 'open' && this.login) return Promise.resolve(this.login);
-    const p = new Promise<LoginOkFrame>((resolve, reject) => this.openWaiters.push({ resolve, reject }));
+    const waitMs = this.opts.connectWaitMs ?? 15_000;
+    const attemptsBefore = this.metrics.connectAttempts;
+    const p = new Promise<LoginOkFrame>((resolve, reject) => {
+      const waiter: OpenWaiter = { resolve, reject, timer: null };
+      if (Number.isFinite(waitMs)) {
+        waiter.timer = setTimeout(() => this.giveUp(waiter, waitMs, this.metrics.connectAttempts - attemptsBefore), Math.max(0, waitMs));
+        unref(waiter.timer);
+      }
+      this.openWaiters.push(waiter);
+    });
     if (this._state === 'idle') {
       this.setState('connecting');
       this.openSocket();
@@ -303,7 +339,7 @@ export class ChatClient {
   /** Creates group `group` owned by the caller; resolves with its conversation id `g:<group>`. */
   async groupCreate(group: string, members: string[]): Promise<string> {
     const f = await this.request<OkFrame>('ok', (rid) => ({ t: 'group_create', rid, group, members }));
-    return f.conv ?? `g:${group}`;
+    return f.conv ?? groupConv(group);
   }
 
   async groupAdd(conv: string, members: string[]): Promise<void> {
@@ -360,6 +396,7 @@ export class ChatClient {
       return;
     }
     this.ws = ws;
+    this.socketError = '';
     this.connectTimer = setTimeout(() => {
       if (gen === this.gen) this.lose('connect timeout');
     }, this.opts.connectTimeoutMs ?? 5000);
@@ -374,10 +411,13 @@ export class ChatClient {
       else this.emitError(new ChatError('bad_request', 'server sent a frame that is not a JSON object with "t"'));
     };
     ws.onclose = (ev) => {
-      if (gen === this.gen) this.lose(`socket closed (${ev.code}${ev.reason ? ` ${ev.reason}` : ''})`);
+      const why = ev.reason || this.socketError;
+      if (gen === this.gen) this.lose(`socket closed (${ev.code}${why ? `: ${why}` : ''})`);
     };
-    // An error is always followed by close; nothing to do here.
-    ws.onerror = () => undefined;
+    // An error is always followed by close; keep its text (`ws` has one, browsers do not) for that.
+    ws.onerror = (ev) => {
+      if (gen === this.gen) this.socketError = errorEventText(ev);
+    };
   }
 
   private async sendLogin(gen: number): Promise<void> {
@@ -411,7 +451,10 @@ export class ChatClient {
     this.emit('login', f);
     const waiters = this.openWaiters;
     this.openWaiters = [];
-    for (const w of waiters) w.resolve(f);
+    for (const w of waiters) {
+      if (w.timer) clearTimeout(w.timer);
+      w.resolve(f);
+    }
     if (gen !== this.gen) return; // a listener closed the client
     // Order: what the app was doing offline first (acks, reads, sends), then catch up.
     this.acks.flush();
@@ -437,9 +480,28 @@ export class ChatClient {
     for (const conv of this.convState.gaps()) this.scheduleGapFill(conv);
   }
 
+  /**
+   * A connect() waited `waitMs` in vain: reject it with `unreachable`. If nobody else waits and
+   * the client never logged in, stop trying (back to `idle`) unless `retryForever`.
+   */
+  private giveUp(waiter: OpenWaiter, waitMs: number, attempts: number): void {
+    const i = this.openWaiters.indexOf(waiter);
+    if (i < 0) return;
+    this.openWaiters.splice(i, 1);
+    const urls = this.urls.join(', ');
+    const last = this.lastFailure ? `; last failure: ${this.lastFailure}` : '';
+    waiter.reject(new ChatError('unreachable',
+      `no chat node reachable within ${waitMs} ms (${attempts} connection attempt${attempts === 1 ? '' : 's'} to ${urls}${last})`));
+    if (this.openWaiters.length > 0 || this.everOpen || this.opts.retryForever || this._state !== 'connecting') return;
+    this.dropSocket(1000, 'gave up connecting');
+    this.backoff.reset();
+    this.setState('idle', undefined, 'unreachable');
+  }
+
   /** The current socket is gone (or must go): clean up and schedule the next attempt. */
   private lose(reason: string): void {
     const wasOpen = this._state === 'open';
+    this.lastFailure = `${this.url}: ${reason}`;
     this.dropSocket(4000, reason);
     if (this._state === 'closed' || this._state === 'kicked') return;
     if (wasOpen) this.lostAt = Date.now();
@@ -483,7 +545,10 @@ export class ChatClient {
     this.failRequests(err, false);
     const waiters = this.openWaiters;
     this.openWaiters = [];
-    for (const w of waiters) w.reject(err);
+    for (const w of waiters) {
+      if (w.timer) clearTimeout(w.timer);
+      w.reject(err);
+    }
   }
 
   private startTimers(heartbeatMs: number): void {
@@ -821,6 +886,14 @@ function parseFrame(data: unknown): ServerFrame | null {
 /** Batch entries may omit `t`/`conv`/`kind`; give every delivered message the full `msg` shape. */
 function normalizeMsg(m: MsgFrame, conv: string): MsgFrame {
   return { ...m, t: 'msg', conv: m.conv ?? conv, kind: m.kind ?? 'text' };
+}
+
+/** The text of a WebSocket `error` event: `ws` puts one in `message` (or `error`); browsers have none. */
+function errorEventText(ev: unknown): string {
+  if (typeof ev !== 'object' || ev === null) return '';
+  const { message, error } = ev as { message?: unknown; error?: unknown };
+  if (typeof message === 'string' && message) return message;
+  return error instanceof Error ? error.message : '';
 }
 
 function asChatError(e: unknown): ChatError {
