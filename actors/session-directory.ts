@@ -1,6 +1,6 @@
 /**
  * Directory of this node's sessions: user → device → UserSession (with its actor). The local
- * half of the Directory of DESIGN.md; in a cluster the Redis directory adds which node holds
+ * half of the directory (docs/design.md); in a cluster the Redis directory adds which node holds
  * which device. Delivery reads it on every push, so lookups are plain Map reads.
  */
 import type { ActorRef } from './system.ts';

@@ -7,7 +7,7 @@
  * - `encodeMsg(m, bodyJson)` is byte-for-byte `JSON.stringify(msgFrame(m, bodyJson))` for a
  *   `bodyJson` produced by JSON.stringify (test/unit/protocol-module.test.ts checks it), without
  *   parsing the body: the stored JSON text is spliced in as it is.
- * - Field order is fixed (the order of PROTOCOL.md), whatever object the caller passes.
+ * - Field order is fixed (the order of docs/protocol.md), whatever object the caller passes.
  * - No imports except types and no runtime dependencies (no zod): usable from any process.
  */
 import type { KickReason, MsgFrame, ReceiptFrame, RecalledFrame, ServerFrame, TypingFrame } from './wire.ts';

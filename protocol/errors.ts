@@ -1,4 +1,4 @@
-/** Error codes of PROTOCOL.md, and the error type the server uses to carry one to a client. */
+/** Error codes of docs/protocol.md, and the error type the server uses to carry one to a client. */
 export const ERROR_CODES = [
   'bad_request', 'unauthorized', 'forbidden', 'not_found', 'conflict',
   'rate_limited', 'too_large', 'unavailable', 'internal',

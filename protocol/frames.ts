@@ -1,5 +1,5 @@
 /**
- * The frames of PROTOCOL.md as zod schemas: client frames (what the gateway accepts) and server
+ * The frames of docs/protocol.md as zod schemas: client frames (what the gateway accepts) and server
  * frames (what a node may send; for tests and tools that check server output).
  * The gateway parses every incoming frame through `parseClientFrame`; anything that does not
  * match gets `bad_request` with a message naming the field.

@@ -1,5 +1,5 @@
 /**
- * Identifiers of PROTOCOL.md: user ids, group names, conversation ids. The one place that writes
+ * Identifiers of docs/protocol.md: user ids, group names, conversation ids. The one place that writes
  * the conversation id rules (`dm:<min(a,b)>:<max(a,b)>`, `g:<group>`); everything else calls these.
  *
  * No imports and no runtime dependencies: the browser client SDK bundles this file.

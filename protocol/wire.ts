@@ -1,5 +1,5 @@
 /**
- * Every frame of PROTOCOL.md v1 as plain TypeScript types: what clients send (`ClientFrame`) and
+ * Every frame of docs/protocol.md v1 as plain TypeScript types: what clients send (`ClientFrame`) and
  * what servers send (`ServerFrame`). The single definition of the wire shapes for the server, the
  * client SDK and the load generator.
  *

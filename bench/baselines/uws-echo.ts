@@ -1,6 +1,6 @@
 /**
  * Ceiling baseline: a bare uWebSockets.js server with no application logic that speaks the
- * same frames as the project (PROTOCOL.md), so the load generator can drive it unchanged.
+ * same frames as the project (docs/protocol.md), so the load generator can drive it unchanged.
  *
  * - `login` → `login_ok` (the JWT payload is decoded, NOT verified: no logic, no crypto)
  * - `send` 1:1 → `sent` (fake per-conversation seq counter, nothing stored) and a `msg`

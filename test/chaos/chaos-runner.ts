@@ -1,7 +1,7 @@
 /**
  * Chaos runner: a real cluster (MariaDB, NATS, Redis, N node processes) under steady SDK traffic
  * while nodes are killed with SIGKILL and each backing server is restarted once. At the end the
- * faults stop, every client reconnects and syncs, and the DESIGN.md invariants are checked from
+ * faults stop, every client reconnects and syncs, and the docs/design.md invariants are checked from
  * what the clients saw and what MariaDB holds.
  *
  * Used by `npm run chaos` (scripts/chaos.ts) and by test/chaos/chaos.test.ts (a short run).

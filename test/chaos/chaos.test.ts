@@ -1,7 +1,7 @@
 /**
  * A short chaos run as part of the normal test command: 3 node processes on MariaDB/NATS/Redis,
  * SDK clients chatting in 1:1 and group conversations, nodes killed with SIGKILL and each server
- * restarted once; afterwards no invariant of DESIGN.md may be broken.
+ * restarted once; afterwards no invariant of docs/design.md may be broken.
  * The long version is `npm run chaos -- --nodes 3 --clients 50 --duration 60`.
  */
 import { describe, expect, it } from 'vitest';

@@ -1,5 +1,5 @@
 /**
- * The wire protocol (PROTOCOL.md v1), clause by clause, against real node processes over real
+ * The wire protocol (docs/protocol.md, v1), clause by clause, against real node processes over real
  * WebSockets — exactly what a client sees. `defineProtocolSuite` is run once per storage mode
  * (protocol.embedded.test.ts: SQLite in a temp dir; protocol.mariadb.test.ts: a real MariaDB),
  * so both modes must pass the very same assertions.

@@ -1,5 +1,5 @@
 /**
- * PROTOCOL.md against embedded nodes: SQLite files in per-node temp data dirs (kept across
+ * docs/protocol.md against embedded nodes: SQLite files in per-node temp data dirs (kept across
  * restarts of the same node, removed when the test process exits).
  */
 import { defineProtocolSuite } from './protocol-suite.ts';

@@ -1,5 +1,5 @@
 /**
- * PROTOCOL.md against nodes whose record is a real MariaDB started by the harness (loopback,
+ * docs/protocol.md against nodes whose record is a real MariaDB started by the harness (loopback,
  * temp datadir). Each node gets its own database on that server, so nodes that are not a
  * cluster never share conversations. If MariaDB cannot start, every test here fails.
  */
