@@ -29,6 +29,11 @@ async function main(): Promise<void> {
       process.exit(1);
     });
   };
+  // Handlers catch their own errors at the edge (gateway/server.ts); this is the last net for a
+  // promise chain that slipped through: logged loudly, never a reason to drop every socket.
+  process.on('unhandledRejection', (e: unknown) => {
+    log.error({ err: e instanceof Error ? e.stack : String(e) }, 'unhandled promise rejection');
+  });
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));
 }

@@ -8,6 +8,7 @@ import { modeOf, type NodeConfig } from './cluster.config.ts';
 import { createLogger, type Logger } from './core/logger.ts';
 import { Metrics } from './core/metrics.ts';
 import { Snowflake } from './core/snowflake.ts';
+import { KeyedRateLimiter } from './core/token-bucket.ts';
 import type { ConversationService } from './actors/conversation-protocol.ts';
 import { ConversationRegistry } from './actors/conversation-registry.ts';
 import type { Delivery } from './actors/delivery.ts';
@@ -71,6 +72,7 @@ export async function startNode(config: NodeConfig, log: Logger = createLogger(c
       moveCursor,
       noteLastSeq: (conv, seq) => persistence.cursors.lastSeq(conv, seq),
       recallWindowMs: config.recallWindowMs,
+      maxGroupMembers: config.groupMaxMembers,
       log,
     }, config.convIdleMs, metrics, log);
     let conversations: ConversationService = registry;
@@ -80,10 +82,11 @@ export async function startNode(config: NodeConfig, log: Logger = createLogger(c
       cc.listen();
       conversations = cc;
     }
+    const groupCreates = new KeyedRateLimiter(config.groupCreatesPerMin / 60, config.groupCreatesPerMin);
     sessions = await SessionManager.start(root, directory, {
-      config, log, metrics, store, conversations, moveCursor,
+      config, log, metrics, store, conversations,
       pendingAck: (conv, user) => persistence.pendingAck(conv, user),
-      deliveredReceipt: (_conv, toUser, json) => delivery.event([toUser], json),
+      allowGroupCreate: (user) => groupCreates.take(user),
       nodeId: config.nodeId,
     }, metrics, config.sessionShards);
     const sm = sessions;

@@ -9,7 +9,8 @@ export type ConvRequest =
   | { op: 'send'; conv: string; user: string; device: string; cmid: string; kind: string; bodyJson: string }
   | { op: 'sync'; conv: string; user: string; after: number; limit: number }
   | { op: 'recall'; conv: string; user: string; seq: number }
-  | { op: 'read'; conv: string; user: string; seq: number }
+  /** Merged `ack`/`read` moves of one member (0 or absent = no move). */
+  | { op: 'cursor'; conv: string; user: string; ack?: number; read?: number }
   | { op: 'typing'; conv: string; user: string }
   | { op: 'group_create'; conv: string; user: string; members: string[] }
   | { op: 'group_add'; conv: string; user: string; members: string[] }
@@ -24,7 +25,7 @@ export interface ReplyOf {
   send: SendResult;
   sync: { msgs: MsgFrame[]; more: boolean };
   recall: Record<string, never>;
-  read: Record<string, never>;
+  cursor: Record<string, never>;
   typing: Record<string, never>;
   group_create: Record<string, never>;
   group_add: Record<string, never>;

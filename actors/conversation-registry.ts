@@ -79,6 +79,9 @@ export class ConversationRegistry implements ConversationService {
     } finally {
       a.busy--;
       if (a.retired && a.busy === 0) this.destroy(req.conv, a);
+      // A request about a conversation that does not exist (a sync of an unknown group, a
+      // stranger's typing) leaves no actor behind: a flood of them cannot grow the node.
+      else if (!a.retired && a.busy === 0 && a.core.vacant) this.passivate(req.conv);
     }
   }
 

@@ -32,6 +32,8 @@ export interface ConversationDeps {
   moveCursor(conv: string, user: string, ack?: number, read?: number): void;
   noteLastSeq(conv: string, seq: number): void;
   recallWindowMs: number;
+  /** Most members a group may have (IM_GROUP_MAX_MEMBERS). */
+  maxGroupMembers: number;
   log: Logger;
   now?: () => number;
 }
@@ -40,6 +42,8 @@ export interface ConversationDeps {
 const CMID_WINDOW = 1024;
 /** How often a send is replayed after failed writes before the client is told to retry. */
 const MAX_ATTEMPTS = 3;
+/** A member's `typing` is relayed at most once per this interval (twice a second, docs/protocol.md). */
+const TYPING_RELAY_MS = 500;
 
 type SendReq = Extract<ConvRequest, { op: 'send' }>;
 
@@ -56,8 +60,11 @@ interface SendJob {
 export class ConversationCore {
   readonly parsed: ParsedConv;
   private members = new Map<string, 'owner' | 'member'>();
-  /** Members' read cursors as far as this conversation knows them (receipts announce only forward moves). */
+  /** Members' read and delivery cursors as far as this conversation knows them (receipts announce only forward moves). */
   private readonly readCursors = new Map<string, number>();
+  private readonly ackCursors = new Map<string, number>();
+  /** When each member's typing was last relayed. */
+  private readonly typingAt = new Map<string, number>();
   private exists = false;
   private lastSeq = 0;
   private readonly sentWindow = new Map<string, SendResult>();
@@ -109,6 +116,7 @@ export class ConversationCore {
       for (const m of rec.members) {
         this.members.set(m.user, m.role);
         if (m.readSeq) this.readCursors.set(m.user, Math.max(m.readSeq, this.readCursors.get(m.user) ?? 0));
+        if (m.ackSeq) this.ackCursors.set(m.user, Math.max(m.ackSeq, this.ackCursors.get(m.user) ?? 0));
       }
       this.lastSeq = rec.maxSeq;
       const recent = await this.deps.store.recentSent(this.id, Math.min(256, CMID_WINDOW));
@@ -127,6 +135,11 @@ export class ConversationCore {
 
   get idle(): boolean {
     return this.drained && this.inflight.size === 0;
+  }
+
+  /** Nothing of it is in the record and nothing is under way: keeping its actor alive would only cost memory. */
+  get vacant(): boolean {
+    return !this.exists && this.idle;
   }
 
   /** No send queued, being written or waiting for a replay. */
@@ -158,7 +171,7 @@ export class ConversationCore {
       case 'send': return this.send(req);
       case 'sync': return this.sync(req.user, req.after, req.limit);
       case 'recall': return this.recall(req.user, req.seq);
-      case 'read': return this.read(req.user, req.seq);
+      case 'cursor': return this.cursor(req.user, req.ack ?? 0, req.read ?? 0);
       case 'typing': return this.typing(req.user);
       case 'group_create': return this.groupCreate(req.user, req.members);
       case 'group_add': return this.groupAdd(req.user, req.members);
@@ -338,26 +351,49 @@ export class ConversationCore {
     return {};
   }
 
-  private read(user: string, seq: number): Record<string, never> {
-    this.requireMember(user);
-    const upTo = Math.min(seq, this.lastSeq);
-    // Cursors only move forward: a read at or below the known cursor moves nothing and announces nothing.
-    if (upTo <= (this.readCursors.get(user) ?? 0)) return {};
-    this.readCursors.set(user, upTo);
-    this.deps.moveCursor(this.id, user, undefined, upTo);
-    this.deps.delivery.event(this.memberList, JSON.stringify({ t: 'receipt', conv: this.id, user, read: upTo }), user);
+  /**
+   * A member's merged `ack`/`read`. Each cursor is clamped to the last stored seq and moves only
+   * forward; only a real move is written and announced: `delivered` to the other member of a 1:1
+   * conversation, `read` to every other member. A non-member (also of a group that does not
+   * exist) gets `forbidden` and moves nothing.
+   */
+  private cursor(user: string, ack: number, read: number): Record<string, never> {
+    if (!this.members.has(user) || (!this.exists && this.parsed.kind === 'group')) throw new ProtocolError('forbidden', `not a member of ${this.id}`);
+    const ackTo = Math.min(ack, this.lastSeq);
+    const readTo = Math.min(read, this.lastSeq);
+    const ackMoved = ackTo > (this.ackCursors.get(user) ?? 0);
+    const readMoved = readTo > (this.readCursors.get(user) ?? 0);
+    if (!ackMoved && !readMoved) return {};
+    if (ackMoved) this.ackCursors.set(user, ackTo);
+    if (readMoved) this.readCursors.set(user, readTo);
+    this.deps.moveCursor(this.id, user, ackMoved ? ackTo : undefined, readMoved ? readTo : undefined);
+    if (ackMoved && this.parsed.kind === 'dm') {
+      const other = this.parsed.a === user ? this.parsed.b : this.parsed.a;
+      this.deps.delivery.event([other], JSON.stringify({ t: 'receipt', conv: this.id, user, delivered: ackTo }));
+    }
+    if (readMoved) this.deps.delivery.event(this.memberList, JSON.stringify({ t: 'receipt', conv: this.id, user, read: readTo }), user);
     return {};
   }
 
+  /** Relays a member's typing to the other members, at most once per TYPING_RELAY_MS per member. */
   private typing(user: string): Record<string, never> {
     this.requireMember(user);
+    const now = this.now();
+    if (now - (this.typingAt.get(user) ?? -Infinity) < TYPING_RELAY_MS) return {};
+    this.typingAt.set(user, now);
     this.deps.delivery.event(this.memberList, JSON.stringify({ t: 'typing', conv: this.id, user }), user);
     return {};
+  }
+
+  private checkGroupSize(adding: readonly string[]): void {
+    const after = new Set([...this.members.keys(), ...adding]).size;
+    if (after > this.deps.maxGroupMembers) throw new ProtocolError('bad_request', `a group has at most ${this.deps.maxGroupMembers} members (${this.id} would have ${after})`);
   }
 
   private async groupCreate(user: string, members: string[]): Promise<Record<string, never>> {
     if (this.parsed.kind !== 'group') throw new ProtocolError('bad_request', 'group_create makes groups only');
     if (this.exists) throw new ProtocolError('conflict', `group ${this.id} already exists`);
+    this.checkGroupSize([user, ...members]);
     try {
       await this.deps.store.createGroup(this.id, user, members, this.now());
     } catch (e) {
@@ -378,6 +414,7 @@ export class ConversationCore {
 
   private async groupAdd(user: string, members: string[]): Promise<Record<string, never>> {
     this.requireOwner(user);
+    this.checkGroupSize(members);
     await this.deps.store.addMembers(this.id, members, this.now()).catch(() => { throw unavailable('the message store'); });
     for (const m of members) if (!this.members.has(m)) this.members.set(m, 'member');
     return {};

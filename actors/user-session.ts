@@ -1,11 +1,20 @@
 /**
- * UserSession: one per connected device. Owns its socket's logged-in life: the rate limiter,
- * per conversation the highest seq pushed, and the pushes awaiting `ack` (retried after
- * IM_ACK_TIMEOUT_MS, up to IM_PUSH_RETRIES times). It dies with its socket.
+ * UserSession: one per connected device. Owns its socket's logged-in life: the send limiter,
+ * the bound on requests in flight, per conversation the highest seq pushed, the pushes awaiting
+ * `ack` (retried after IM_ACK_TIMEOUT_MS, up to IM_PUSH_RETRIES times), and the coalesced
+ * cursor moves (`ack`/`read`) on their way to the conversations. It dies with its socket.
  *
- * After login it pushes each conversation's backlog (seq > ack_seq). Live messages that arrive
- * for a conversation whose backlog is still loading are held and merged in seq order, so a
- * device sees every message once, in order, even while catching up.
+ * After login_ok it pushes each conversation's backlog (seq > ack_seq) while the socket is
+ * already live, so the client's acks for the backlog are taken as they come. Live messages that
+ * arrive for a conversation whose backlog is still loading are held and merged in seq order, so
+ * a device sees every message once, in order, even while catching up.
+ *
+ * Limits (every one answers `rate_limited`, never closes the socket): IM_RATE_MSGS sends per
+ * second; MAX_INFLIGHT requests awaiting their answer; MAX_SYNCS_INFLIGHT history reads, refused
+ * too while the socket holds more than MAX_UNREAD_BYTES its client has not read;
+ * IM_GROUP_CREATES_PER_MIN group creations per user. `ack` and `read` are never refused for
+ * rate: they are merged per conversation for CURSOR_COALESCE_MS and sent to the conversation
+ * as one move, which checks membership and announces receipts only for real forward moves.
  */
 import { TokenBucket } from '../core/token-bucket.ts';
 import type { Logger } from '../core/logger.ts';
@@ -25,6 +34,8 @@ export interface Connection {
   send(json: string): boolean;
   /** Closes the socket (after any frames already sent). */
   close(code: number, reason: string): void;
+  /** Bytes sent on this socket that its client has not read yet (0 once closed). */
+  buffered(): number;
 }
 
 export interface SessionDeps {
@@ -33,18 +44,31 @@ export interface SessionDeps {
   metrics: Metrics;
   store: RecordStore;
   conversations: ConversationService;
-  moveCursor(conv: string, user: string, ack?: number, read?: number): void;
   /** Buffered (not yet written) ack cursor of this user, so a quick re-login does not redeliver. */
   pendingAck(conv: string, user: string): number;
-  /** Delivers a `delivered` receipt of a 1:1 conversation to the other member's devices. */
-  deliveredReceipt(conv: string, toUser: string, json: string): void;
+  /** Takes one of the user's group creations (IM_GROUP_CREATES_PER_MIN, shared by the user's sessions on this node). */
+  allowGroupCreate(user: string): boolean;
   nodeId: string;
 }
 
 interface Unacked { json: string; attempts: number; due: number }
+/** Cursor moves of one conversation not yet sent to it; 0 = no move. */
+interface PendingCursor { ack: number; read: number }
 
 /** Most pushes remembered per session for retry; beyond it a message waits for the next login. */
 const MAX_UNACKED = 5000;
+/** Requests of one socket awaiting their answer; more get rate_limited. */
+const MAX_INFLIGHT = 64;
+/** History reads (sync) of one socket in flight; each answer may be megabytes. */
+const MAX_SYNCS_INFLIGHT = 4;
+/** Unread bytes on the socket beyond which history reads and conversation lists are refused. */
+const MAX_UNREAD_BYTES = 1024 * 1024;
+/** How long ack/read moves of a conversation are merged before they are sent to it. */
+const CURSOR_COALESCE_MS = 20;
+/** Conversations with merged cursor moves waiting; one more sends them at once. */
+const MAX_PENDING_CURSORS = 256;
+/** Cursor moves sent and not yet answered; beyond it moves are refused (only a hostile client gets there). */
+const MAX_CURSOR_REQUESTS = 1024;
 
 export class UserSession {
   private readonly limiter: TokenBucket;
@@ -55,7 +79,14 @@ export class UserSession {
   /** Conversations whose login backlog is loading: live pushes wait here. */
   private held: Map<string, MessagePush[]> | null = null;
   private retryTimer: NodeJS.Timeout | null = null;
+  private cursors: Map<string, PendingCursor> | null = null;
+  private cursorTimer: NodeJS.Timeout | null = null;
+  private cursorRequests = 0;
+  private inflight = 0;
+  private syncs = 0;
   private closed = false;
+  /** Settles once the login backlog has been pushed (or given up on); never rejects. */
+  backlogDone: Promise<void> = Promise.resolve();
   /**
    * True until login_ok is out. The session is in the directory (so it gets live pushes) before
    * start() has read the user's conversations: what arrives meanwhile waits in `early`.
@@ -96,6 +127,8 @@ export class UserSession {
   }
 
   dispose(): void {
+    // Cursor moves already taken still reach their conversations (a lost ack only redelivers).
+    this.flushCursors();
     this.closed = true;
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.retryTimer = null;
@@ -106,7 +139,10 @@ export class UserSession {
 
   // ---- login ----
 
-  /** Sends login_ok, then the backlog of every conversation. Live pushes may interleave safely. */
+  /**
+   * Sends login_ok and returns; the backlog of every conversation follows in the background
+   * (live pushes may interleave safely), while frames of the socket are already handled.
+   */
   async start(rid: string): Promise<void> {
     const { config, store } = this.deps;
     let convs;
@@ -127,17 +163,33 @@ export class UserSession {
     const early = this.early;
     this.early = null;
     if (early) for (const e of early) (typeof e === 'string' ? this.raw(e) : this.push(e));
+    this.backlogDone = this.pushBacklog(todo);
+  }
+
+  private async pushBacklog(todo: readonly { conv: string; ackSeq: number }[]): Promise<void> {
+    const { config, store } = this.deps;
     for (const c of todo) {
       if (this.closed) return;
       const after = Math.max(c.ackSeq, this.deps.pendingAck(c.conv, this.user));
       try {
         const rows = await store.history(c.conv, after, config.loginPushMax);
-        for (const r of rows) this.pushTracked(c.conv, r.seq, JSON.stringify(toMsgFrame(r)), 'backlog');
+        for (const r of rows) {
+          // Paced by what the client reads: a backlog bigger than the socket's send buffer
+          // would otherwise trip the backpressure limit and close the socket on every login.
+          if (this.conn.buffered() > MAX_UNREAD_BYTES) await this.readDown();
+          if (this.closed) return;
+          this.pushTracked(c.conv, r.seq, JSON.stringify(toMsgFrame(r)), 'backlog');
+        }
       } catch (e) {
         this.deps.log.warn({ user: this.user, conv: c.conv, err: String(e) }, 'login backlog failed; client will sync');
       }
       this.releaseHeld(c.conv);
     }
+  }
+
+  /** Resolves once the client has read its socket down to half of MAX_UNREAD_BYTES, or the session closed. */
+  private async readDown(): Promise<void> {
+    while (!this.closed && this.conn.buffered() > MAX_UNREAD_BYTES / 2) await new Promise((r) => setTimeout(r, 5));
   }
 
   /**
@@ -241,10 +293,21 @@ export class UserSession {
   async handle(frame: ClientFrame): Promise<void> {
     const rid = 'rid' in frame ? frame.rid : undefined;
     try {
-      await this.dispatch(frame);
+      if (frame.t === 'ack' || frame.t === 'read') return this.cursor(frame);
+      if (frame.t === 'ping') return this.out(frame.rid === undefined ? { t: 'pong', ts: Date.now() } : { t: 'pong', rid: frame.rid, ts: Date.now() });
+      if (this.inflight >= MAX_INFLIGHT) throw new ProtocolError('rate_limited', `more than ${MAX_INFLIGHT} requests waiting for their answer`);
+      this.inflight++;
+      try {
+        await this.dispatch(frame);
+      } finally {
+        this.inflight--;
+      }
     } catch (e) {
-      if (isProtocolError(e)) this.error(e.code, e.message, rid);
-      else {
+      if (isProtocolError(e)) {
+        // A frame without rid that is refused for rate is dropped silently (docs/protocol.md, Limits).
+        if (rid === undefined && e.code === 'rate_limited' && frame.t !== 'ack' && frame.t !== 'read') return;
+        this.error(e.code, e.message, rid);
+      } else {
         this.deps.log.error({ err: e instanceof Error ? e.stack : String(e), t: frame.t }, 'frame handling failed');
         this.error('internal', 'internal error', rid);
       }
@@ -255,17 +318,25 @@ export class UserSession {
     const svc = this.deps.conversations;
     switch (f.t) {
       case 'login': throw new ProtocolError('bad_request', 'already logged in');
-      case 'ping': this.out(f.rid === undefined ? { t: 'pong', ts: Date.now() } : { t: 'pong', rid: f.rid, ts: Date.now() }); return;
       case 'send': return this.send(f);
-      case 'ack': return this.ack(f);
-      case 'read': await svc.request({ op: 'read', conv: this.conv(f.conv), user: this.user, seq: f.seq }); return;
+      case 'ack':
+      case 'read': return this.cursor(f);
       case 'typing': await svc.request({ op: 'typing', conv: this.conv(f.conv), user: this.user }); return;
       case 'sync': {
-        const r = await svc.request({ op: 'sync', conv: this.conv(f.conv), user: this.user, after: f.after, limit: f.limit ?? 50 });
-        this.out({ t: 'batch', rid: f.rid, conv: f.conv, msgs: r.msgs, more: r.more });
+        const conv = this.conv(f.conv);
+        this.checkUnread();
+        if (this.syncs >= MAX_SYNCS_INFLIGHT) throw new ProtocolError('rate_limited', `more than ${MAX_SYNCS_INFLIGHT} sync requests in flight`);
+        this.syncs++;
+        try {
+          const r = await svc.request({ op: 'sync', conv, user: this.user, after: f.after, limit: f.limit ?? 50 });
+          this.out({ t: 'batch', rid: f.rid, conv: f.conv, msgs: r.msgs, more: r.more });
+        } finally {
+          this.syncs--;
+        }
         return;
       }
       case 'convs': {
+        this.checkUnread();
         const list = await this.deps.store.userConversations(this.user).catch(() => { throw unavailable('the message store'); });
         this.out({ t: 'convs', rid: f.rid, convs: list.map((c) => ({ conv: c.conv, last_seq: c.lastSeq, ack_seq: Math.max(c.ackSeq, this.deps.pendingAck(c.conv, this.user)), read_seq: c.readSeq })) });
         return;
@@ -276,6 +347,7 @@ export class UserSession {
         return;
       case 'group_create': {
         const conv = groupConvId(f.group);
+        if (!this.deps.allowGroupCreate(this.user)) throw new ProtocolError('rate_limited', `more than ${this.deps.config.groupCreatesPerMin} group creations per minute`);
         await svc.request({ op: 'group_create', conv, user: this.user, members: unique(f.members) });
         this.out({ t: 'ok', rid: f.rid, conv });
         return;
@@ -318,15 +390,59 @@ export class UserSession {
     this.out({ t: 'sent', rid: f.rid, conv, cmid: f.cmid, seq: r.seq, mid: r.mid, ts: r.ts });
   }
 
-  private ack(f: ClientFrameOf<'ack'>): void {
+  /** Refuses a request whose answer would pile up behind output the client has not read. */
+  private checkUnread(): void {
+    const unread = this.conn.buffered();
+    if (unread > MAX_UNREAD_BYTES) throw new ProtocolError('rate_limited', `${unread} bytes sent to this socket are not read yet; read them first`);
+  }
+
+  // ---- cursors (ack, read) ----
+
+  /**
+   * Takes an `ack` or `read`: retries stop at once for acked pushes, and the move is merged with
+   * the conversation's other pending moves. Strangers to a 1:1 conversation are refused here;
+   * group membership is the conversation's to check when the move arrives.
+   */
+  private cursor(f: ClientFrameOf<'ack'> | ClientFrameOf<'read'>): void {
     const p = parseConvId(f.conv);
-    if (!p) throw new ProtocolError('bad_request', `"${f.conv.slice(0, 80)}" is not a conversation id`);
-    this.acked(f.conv, f.seq);
-    // The store clamps the cursor to the last stored message when it writes it.
-    this.deps.moveCursor(f.conv, this.user, f.seq);
-    if (p.kind === 'dm' && (p.a === this.user || p.b === this.user)) {
-      const other = p.a === this.user ? p.b : p.a;
-      this.deps.deliveredReceipt(f.conv, other, JSON.stringify({ t: 'receipt', conv: f.conv, user: this.user, delivered: f.seq }));
+    if (!p) throw new ProtocolError('bad_request', `${f.t}: "${f.conv.slice(0, 80)}" is not a conversation id`);
+    if (p.kind === 'dm' && p.a !== this.user && p.b !== this.user) throw new ProtocolError('forbidden', `${f.t}: not a member of ${f.conv}`);
+    if (f.seq === 0) return;
+    if (f.t === 'ack') this.acked(f.conv, f.seq);
+    this.cursors ??= new Map();
+    let c = this.cursors.get(f.conv);
+    if (!c) {
+      if (this.cursors.size >= MAX_PENDING_CURSORS) this.flushCursors();
+      if (this.cursorRequests >= MAX_CURSOR_REQUESTS) throw new ProtocolError('rate_limited', `${f.t}: too many cursor moves in flight`);
+      (this.cursors ??= new Map()).set(f.conv, (c = { ack: 0, read: 0 }));
+    }
+    if (f.t === 'ack') c.ack = Math.max(c.ack, f.seq);
+    else c.read = Math.max(c.read, f.seq);
+    if (!this.cursorTimer) {
+      this.cursorTimer = setTimeout(() => { this.cursorTimer = null; this.flushCursors(); }, CURSOR_COALESCE_MS);
+      this.cursorTimer.unref();
+    }
+  }
+
+  /** Sends every merged cursor move to its conversation; a refusal comes back as an error frame naming it. */
+  private flushCursors(): void {
+    if (this.cursorTimer) clearTimeout(this.cursorTimer);
+    this.cursorTimer = null;
+    const pending = this.cursors;
+    this.cursors = null;
+    if (!pending) return;
+    for (const [conv, c] of pending) {
+      this.cursorRequests++;
+      const req = { op: 'cursor' as const, conv, user: this.user, ...(c.ack ? { ack: c.ack } : {}), ...(c.read ? { read: c.read } : {}) };
+      this.deps.conversations.request(req).then(
+        () => { this.cursorRequests--; },
+        (e: unknown) => {
+          this.cursorRequests--;
+          const what = c.read && !c.ack ? 'read' : 'ack';
+          if (isProtocolError(e)) this.error(e.code, `${what}: ${e.message}`);
+          else this.deps.log.warn({ user: this.user, conv, err: String(e) }, 'cursor move failed');
+        },
+      );
     }
   }
 }

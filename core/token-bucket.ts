@@ -1,4 +1,4 @@
-/** Token bucket: `rate` tokens per second, up to `burst`; used for per-socket send limits. */
+/** Token bucket: `rate` tokens per second, up to `burst`; used for per-socket and per-user limits. */
 export class TokenBucket {
   private tokens: number;
   private last: number;
@@ -8,11 +8,51 @@ export class TokenBucket {
     this.last = now;
   }
 
+  /** Whether the bucket has refilled to its burst by `now` (nothing of it is still being paid back). */
+  isFull(now = performance.now()): boolean {
+    return this.tokens + ((now - this.last) / 1000) * this.rate >= this.burst;
+  }
+
   take(now = performance.now()): boolean {
     this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) / 1000) * this.rate);
     this.last = now;
     if (this.tokens < 1) return false;
     this.tokens -= 1;
     return true;
+  }
+}
+
+/**
+ * One token bucket per key (a user id), for limits shared by every socket of that key. Memory
+ * stays bounded: when more than `maxKeys` keys are held, buckets that have refilled completely
+ * (their key has been quiet long enough to be back at full burst) are forgotten, which changes
+ * nothing for their keys; if every bucket is still draining, the oldest keys go.
+ */
+export class KeyedRateLimiter {
+  private readonly buckets = new Map<string, TokenBucket>();
+
+  constructor(private readonly rate: number, private readonly burst: number, private readonly maxKeys = 100_000) {}
+
+  take(key: string, now = performance.now()): boolean {
+    let b = this.buckets.get(key);
+    if (!b) {
+      if (this.buckets.size >= this.maxKeys) this.prune(now);
+      this.buckets.set(key, (b = new TokenBucket(this.rate, this.burst, now)));
+    }
+    return b.take(now);
+  }
+
+  get size(): number {
+    return this.buckets.size;
+  }
+
+  private prune(now: number): void {
+    for (const [k, b] of this.buckets) if (b.isFull(now)) this.buckets.delete(k);
+    // Still full of draining buckets: drop the oldest half (Map keeps insertion order).
+    let excess = this.buckets.size - Math.floor(this.maxKeys / 2);
+    for (const k of this.buckets.keys()) {
+      if (excess-- <= 0) break;
+      this.buckets.delete(k);
+    }
   }
 }

@@ -2,7 +2,7 @@
 import { SignJWT, jwtVerify, errors } from 'jose';
 import { NAME_RE } from '../protocol/ids.ts';
 
-export interface Identity { user: string; /** Expiry in epoch ms, or null when the token has none. */ expMs: number | null }
+export interface Identity { user: string; /** Expiry in epoch ms (every accepted token has one). */ expMs: number }
 
 const keyOf = (secret: string) => new TextEncoder().encode(secret);
 
@@ -12,15 +12,20 @@ export async function signToken(user: string, secret: string, ttlSeconds = 24 * 
     .setExpirationTime(Math.floor(Date.now() / 1000) + ttlSeconds).sign(keyOf(secret));
 }
 
-/** Verifies signature, `exp` and `sub`; throws AuthError with a reason a client can act on. */
+/**
+ * Verifies signature, `exp` and `sub`; throws AuthError with a reason a client can act on.
+ * A token without `exp` would be valid forever: it is refused like an expired one (protocol v1.1).
+ */
 export async function verifyToken(token: string, secret: string): Promise<Identity> {
   try {
-    const { payload } = await jwtVerify(token, keyOf(secret), { algorithms: ['HS256'] });
+    const { payload } = await jwtVerify(token, keyOf(secret), { algorithms: ['HS256'], requiredClaims: ['exp'] });
     if (typeof payload.sub !== 'string' || !NAME_RE.test(payload.sub)) throw new AuthError('token "sub" must be a user id of 1-64 chars of [A-Za-z0-9_.-]');
-    return { user: payload.sub, expMs: typeof payload.exp === 'number' ? payload.exp * 1000 : null };
+    if (typeof payload.exp !== 'number') throw new AuthError('token has no "exp": tokens must expire');
+    return { user: payload.sub, expMs: payload.exp * 1000 };
   } catch (e) {
     if (e instanceof AuthError) throw e;
     if (e instanceof errors.JWTExpired) throw new AuthError('token expired');
+    if (e instanceof errors.JWTClaimValidationFailed && e.claim === 'exp') throw new AuthError('token has no valid "exp": tokens must expire');
     if (e instanceof errors.JWSSignatureVerificationFailed) throw new AuthError('token signature is invalid');
     throw new AuthError(`token rejected: ${e instanceof Error ? e.message : String(e)}`);
   }

@@ -1,8 +1,16 @@
 /**
  * The gateway: a uWebSockets.js server with the WebSocket endpoint (/ws) and the HTTP endpoints
- * (/healthz, /metrics). It owns the socket-level rules of PROTOCOL.md — frame size, JSON and
- * schema checks, the login handshake, bad-frame tolerance, heartbeat deadlines — and hands
- * every valid frame of a logged-in socket to that socket's UserSession actor.
+ * (/healthz, /metrics). It owns the socket-level rules of the wire protocol (docs/protocol.md) —
+ * frame size, JSON and schema checks, the login handshake, bad-frame tolerance, the per-socket
+ * frame rate limit, heartbeat deadlines — and hands every valid frame of a logged-in socket to
+ * that socket's UserSession actor.
+ *
+ * Guarantee: no input ends the process. Every uWS callback runs inside `guarded`, which logs a
+ * throw, counts it in `im_handler_errors_total` and answers the request (500) or closes the
+ * socket (1011); promise chains started here end in the same handler.
+ *
+ * Text frames that are not valid UTF-8 never reach us: uWebSockets.js (and `ws` in the fallback)
+ * closes such a socket with close code 1007 (RFC 6455, "invalid frame payload data").
  */
 import type { WebSocket, us_listen_socket, HttpResponse } from 'uWebSockets.js';
 import type { NodeConfig } from '../cluster.config.ts';
@@ -14,8 +22,11 @@ import type { SessionEntry } from '../actors/session-directory.ts';
 import type { Connection } from '../actors/user-session.ts';
 import { AuthError, signToken, verifyToken } from './auth.ts';
 import { DEFAULT_JWT_SECRET } from '../cluster.config.ts';
+import { TokenBucket } from '../core/token-bucket.ts';
+import { timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { loadUws, type Engine } from './engine.ts';
+import { NAME_RE } from '../protocol/ids.ts';
 
 /** What the gateway needs from the node behind it. */
 export interface GatewayHost {
@@ -37,6 +48,8 @@ interface SocketState {
   entry: SessionEntry | null;
   conn: Connection;
   authExpMs: number | null;
+  /** IM_RATE_FRAMES: every frame but ack/read takes a token once logged in. */
+  frames: TokenBucket;
 }
 
 type Ws = WebSocket<SocketState>;
@@ -50,12 +63,15 @@ const OVERSIZE_HEADROOM_BYTES = 1024 * 1024;
 export class Gateway {
   readonly engine: Engine;
   private listenSocket: us_listen_socket | null = null;
+  private metricsListenSocket: us_listen_socket | null = null;
   private readonly sockets = new Set<Ws>();
   private sweepTimer: NodeJS.Timeout | null = null;
   private accepting = true;
   private readonly uws: ReturnType<typeof loadUws>['uws'];
   private readonly demoPage = readFileSync(new URL('../web/index.html', import.meta.url), 'utf8');
   port = 0;
+  /** The port /metrics listens on when IM_METRICS_PORT is set (0 lets the OS pick, as for IM_PORT). */
+  metricsPort: number | null = null;
 
   constructor(private readonly config: NodeConfig, private readonly host: GatewayHost, private readonly log: Logger, private readonly metrics: Metrics) {
     const { uws, engine } = loadUws();
@@ -77,45 +93,102 @@ export class Gateway {
       maxBackpressure: 16 * 1024 * 1024,
       // A client too slow to drain 16 MiB is dropped rather than silently losing frames; it redelivers on login.
       closeOnBackpressureLimit: 1 as unknown as number,
-      upgrade: (res, req, ctx) => {
+      upgrade: (res, req, ctx) => this.guarded('upgrade', res, () => {
         if (!this.accepting) {
           res.writeStatus('503 Service Unavailable').end('shutting down');
           return;
         }
         res.upgrade<SocketState>(this.newState(), req.getHeader('sec-websocket-key'), req.getHeader('sec-websocket-protocol'), req.getHeader('sec-websocket-extensions'), ctx);
-      },
-      open: (ws) => {
+      }),
+      open: (ws) => this.guardedWs('open', ws, () => {
         const s = ws.getUserData();
         s.conn = this.connectionOf(ws);
         this.sockets.add(ws);
         this.metrics.connections.inc();
+      }),
+      message: (ws, data, isBinary) => this.guardedWs('message', ws, () => this.onMessage(ws, data, isBinary)),
+      close: (ws) => {
+        try {
+          this.onClose(ws);
+        } catch (e) {
+          this.handlerError('close', e);
+        }
       },
-      message: (ws, data, isBinary) => this.onMessage(ws, data, isBinary),
-      close: (ws) => this.onClose(ws),
     });
-    app.get('/healthz', (res) => this.healthz(res));
-    app.get('/metrics', (res) => this.metricsEndpoint(res));
-    app.get('/', (res) => { res.writeHeader('content-type', 'text/html; charset=utf-8').end(this.demoPage); });
-    app.get('/dev/token', (res, req) => this.devToken(res, req.getQuery('user') ?? ''));
-    app.any('/*', (res) => { res.writeStatus('404 Not Found').end('not found'); });
+    app.get('/healthz', (res) => this.guarded('healthz', res, () => this.healthz(res)));
+    // With IM_METRICS_PORT, /metrics lives only on that (internal) listener.
+    if (config.metricsPort === undefined) app.get('/metrics', (res, req) => this.guarded('metrics', res, () => this.metricsEndpoint(res, req.getHeader('authorization'))));
+    app.get('/', (res) => this.guarded('page', res, () => { res.writeHeader('content-type', 'text/html; charset=utf-8').end(this.demoPage); }));
+    app.get('/dev/token', (res, req) => this.guarded('dev_token', res, () => this.devToken(res, req.getQuery('user') ?? '')));
+    app.any('/*', (res) => this.guarded('not_found', res, () => { res.writeStatus('404 Not Found').end('not found'); }));
 
-    await new Promise<void>((resolve, reject) => {
-      app.listen(config.host, config.port, (sock) => {
-        if (!sock) return reject(new Error(`cannot listen on ${config.host}:${config.port} (port in use?)`));
-        this.listenSocket = sock;
-        this.port = this.uws.us_socket_local_port(sock as never);
-        resolve();
-      });
-    });
+    this.listenSocket = await this.listenOn(app, config.host, config.port);
+    this.port = this.uws.us_socket_local_port(this.listenSocket as never);
+    if (config.metricsPort !== undefined) {
+      const internal = this.uws.App();
+      internal.get('/metrics', (res, req) => this.guarded('metrics', res, () => this.metricsEndpoint(res, req.getHeader('authorization'))));
+      internal.any('/*', (res) => this.guarded('not_found', res, () => { res.writeStatus('404 Not Found').end('not found'); }));
+      this.metricsListenSocket = await this.listenOn(internal, config.metricsHost, config.metricsPort);
+      this.metricsPort = this.uws.us_socket_local_port(this.metricsListenSocket as never);
+    }
     const every = Math.max(50, Math.min(1000, Math.floor(config.heartbeatMs / 4)));
     this.sweepTimer = setInterval(() => this.sweep(), every);
     this.sweepTimer.unref();
     return this.port;
   }
 
+  private listenOn(app: ReturnType<Gateway['uws']['App']>, host: string, port: number): Promise<us_listen_socket> {
+    return new Promise((resolve, reject) => {
+      app.listen(host, port, (sock) => {
+        if (!sock) reject(new Error(`cannot listen on ${host}:${port} (port in use?)`));
+        else resolve(sock);
+      });
+    });
+  }
+
+  /**
+   * The edge of every HTTP callback: a throw (or a rejected promise the handler returns) is
+   * logged, counted and answered 500 if the response is still open; it never reaches uWS,
+   * where it would end the process.
+   */
+  private guarded(route: string, res: HttpResponse, fn: () => void | Promise<void>): void {
+    const fail = (e: unknown): void => {
+      this.handlerError(route, e);
+      try {
+        res.cork(() => res.writeStatus('500 Internal Server Error').writeHeader('content-type', 'text/plain').end('internal error'));
+      } catch {
+        // The response was already answered or aborted: nothing left to tell the client.
+      }
+    };
+    try {
+      const r = fn();
+      if (r) r.catch(fail);
+    } catch (e) {
+      fail(e);
+    }
+  }
+
+  private handlerError(where: string, e: unknown): void {
+    this.metrics.handlerErrors.inc({ where });
+    this.log.error({ where, err: e instanceof Error ? e.stack : String(e) }, 'handler failed');
+  }
+
+  /** The edge of every WebSocket callback: a throw closes that socket (1011), never the process. */
+  private guardedWs(where: string, ws: Ws, fn: () => void): void {
+    try {
+      fn();
+    } catch (e) {
+      this.handlerError(where, e);
+      try { ws.getUserData().conn?.close(1011, 'internal error'); } catch { /* already closed */ }
+    }
+  }
+
   private newState(): SocketState {
     const now = Date.now();
-    return { phase: 'new', lastSeen: now, openedAt: now, badFrames: 0, badWindowStart: now, queued: [], entry: null, conn: null as unknown as Connection, authExpMs: null };
+    return {
+      phase: 'new', lastSeen: now, openedAt: now, badFrames: 0, badWindowStart: now, queued: [], entry: null, conn: null as unknown as Connection, authExpMs: null,
+      frames: new TokenBucket(this.config.rateFrames, this.config.rateFrames * 2),
+    };
   }
 
   private connectionOf(ws: Ws): Connection {
@@ -131,6 +204,7 @@ export class Gateway {
         s.phase = 'closed';
         ws.end(code, reason);
       },
+      buffered: () => (s.phase === 'closed' ? 0 : ws.getBufferedAmount()),
     };
   }
 
@@ -182,9 +256,24 @@ export class Gateway {
         s.queued.push(f);
         return;
       case 'ready':
-        void s.entry!.actor.send('frame', f);
+        this.dispatch(ws, f);
         return;
     }
+  }
+
+  /**
+   * Hands a frame of a logged-in socket to its session, within IM_RATE_FRAMES. `ack` and `read`
+   * are exempt (the session coalesces them); other excess frames get `rate_limited` when they
+   * carry a rid and are dropped otherwise. Rate answers never count as bad frames.
+   */
+  private dispatch(ws: Ws, f: ClientFrame): void {
+    const s = ws.getUserData();
+    if (f.t !== 'ack' && f.t !== 'read' && !s.frames.take()) {
+      if ('rid' in f && f.rid !== undefined) this.error(ws, 'rate_limited', `more than ${this.config.rateFrames} frames per second`, f.rid);
+      else this.metrics.errors.inc({ code: 'rate_limited' });
+      return;
+    }
+    s.entry!.actor.send('frame', f).catch((e: unknown) => this.handlerError('frame', e));
   }
 
   private badFrame(ws: Ws, message: string, rid?: string): void {
@@ -206,7 +295,17 @@ export class Gateway {
     ws.getUserData().conn.close(4001, 'unauthorized');
   }
 
-  private async login(ws: Ws, f: Extract<ClientFrame, { t: 'login' }>): Promise<void> {
+  private login(ws: Ws, f: Extract<ClientFrame, { t: 'login' }>): void {
+    this.loginSteps(ws, f).catch((e: unknown) => {
+      this.handlerError('login', e);
+      const s = ws.getUserData();
+      if (s.phase === 'closed') return;
+      this.error(ws, 'internal', 'login failed', f.rid);
+      s.conn.close(1011, 'internal error');
+    });
+  }
+
+  private async loginSteps(ws: Ws, f: Extract<ClientFrame, { t: 'login' }>): Promise<void> {
     const s = ws.getUserData();
     s.phase = 'auth';
     // The socket may close during any await below (phase is re-read, not narrowed).
@@ -232,12 +331,14 @@ export class Gateway {
     }
     if (closed()) { this.host.closeSession(entry); return; }
     s.entry = entry;
+    // start() returns once login_ok is out; the backlog follows while the socket is live, so the
+    // client's acks for it go straight to the session (they are not queued here).
     await entry.session.start(f.rid);
     if (closed()) return;
     s.phase = 'ready';
     const queued = s.queued;
     s.queued = [];
-    for (const q of queued) void entry.actor.send('frame', q);
+    for (const q of queued) this.dispatch(ws, q);
   }
 
   private onClose(ws: Ws): void {
@@ -266,15 +367,14 @@ export class Gateway {
     }
   }
 
-  private healthz(res: HttpResponse): void {
+  private async healthz(res: HttpResponse): Promise<void> {
     let aborted = false;
     res.onAborted(() => { aborted = true; });
-    void this.host.healthy().catch(() => false).then((ok) => {
-      if (aborted) return;
-      res.cork(() => {
-        res.writeStatus(ok && this.accepting ? '200 OK' : '503 Service Unavailable').writeHeader('content-type', 'application/json')
-          .end(JSON.stringify({ status: ok && this.accepting ? 'ok' : 'unavailable', node: this.config.nodeId }));
-      });
+    const ok = (await this.host.healthy().catch(() => false)) && this.accepting;
+    if (aborted) return;
+    res.cork(() => {
+      res.writeStatus(ok ? '200 OK' : '503 Service Unavailable').writeHeader('content-type', 'application/json')
+        .end(JSON.stringify({ status: ok ? 'ok' : 'unavailable', node: this.config.nodeId }));
     });
   }
 
@@ -282,26 +382,33 @@ export class Gateway {
    * Tokens for the demo page, only while the node runs with the development secret (which a
    * production node refuses): anyone can then act as any user, which is the point of a demo.
    */
-  private devToken(res: HttpResponse, user: string): void {
+  private async devToken(res: HttpResponse, user: string): Promise<void> {
     if (this.config.jwtSecret !== DEFAULT_JWT_SECRET) {
       res.writeStatus('404 Not Found').end('not found: /dev/token exists only with the development secret');
       return;
     }
+    // uWS has already percent-decoded the query value: decoding again broke on "%25".
+    if (!NAME_RE.test(user)) {
+      res.writeStatus('400 Bad Request').writeHeader('content-type', 'text/plain').end('user must be 1-64 chars of [A-Za-z0-9_.-]');
+      return;
+    }
     let aborted = false;
     res.onAborted(() => { aborted = true; });
-    signToken(decodeURIComponent(user), this.config.jwtSecret, 3600).then(
-      (token) => { if (!aborted) res.cork(() => res.writeHeader('content-type', 'application/json').end(JSON.stringify({ token }))); },
-      (e: unknown) => { if (!aborted) res.cork(() => res.writeStatus('400 Bad Request').end(e instanceof Error ? e.message : 'bad user')); },
-    );
+    const token = await signToken(user, this.config.jwtSecret, 3600);
+    if (!aborted) res.cork(() => res.writeHeader('content-type', 'application/json').end(JSON.stringify({ token })));
   }
 
-  private metricsEndpoint(res: HttpResponse): void {
+  private async metricsEndpoint(res: HttpResponse, authorization: string): Promise<void> {
+    const token = this.config.metricsToken;
+    if (token !== undefined && !bearerMatches(authorization, token)) {
+      res.writeStatus('401 Unauthorized').writeHeader('www-authenticate', 'Bearer').end('unauthorized');
+      return;
+    }
     let aborted = false;
     res.onAborted(() => { aborted = true; });
-    void this.host.metricsText().then((text) => {
-      if (aborted) return;
-      res.cork(() => { res.writeStatus('200 OK').writeHeader('content-type', 'text/plain; version=0.0.4').end(text); });
-    });
+    const text = await this.host.metricsText();
+    if (aborted) return;
+    res.cork(() => { res.writeStatus('200 OK').writeHeader('content-type', 'text/plain; version=0.0.4').end(text); });
   }
 
   /** Stops accepting new sockets; existing ones stay until closeAll. */
@@ -309,6 +416,8 @@ export class Gateway {
     this.accepting = false;
     if (this.listenSocket) this.uws.us_listen_socket_close(this.listenSocket);
     this.listenSocket = null;
+    if (this.metricsListenSocket) this.uws.us_listen_socket_close(this.metricsListenSocket);
+    this.metricsListenSocket = null;
   }
 
   /** Closes every remaining socket (sessions were kicked first, so this catches unauthenticated ones). */
@@ -320,4 +429,12 @@ export class Gateway {
   get connectionCount(): number {
     return this.sockets.size;
   }
+}
+
+/** Constant-time check of an `Authorization: Bearer <token>` header. */
+export function bearerMatches(header: string, token: string): boolean {
+  const given = Buffer.from(header.startsWith('Bearer ') ? header.slice(7) : '');
+  const want = Buffer.from(token);
+  // Compare equal lengths only (timingSafeEqual's rule); a length mismatch still costs one compare.
+  return timingSafeEqual(given.length === want.length ? given : want, want) && given.length === want.length;
 }

@@ -164,6 +164,15 @@ export class TestClient {
     return [...this.queue];
   }
 
+  /** Stops reading from the socket (the server's frames pile up in its send buffer) until resumeReading. */
+  pauseReading(): void {
+    (this.ws as unknown as { _socket: { pause(): void } })._socket.pause();
+  }
+
+  resumeReading(): void {
+    (this.ws as unknown as { _socket: { resume(): void } })._socket.resume();
+  }
+
   isOpen(): boolean {
     return this.ws.readyState === WebSocket.OPEN;
   }

@@ -47,7 +47,7 @@ function makeCore(conv: string, opts: { failWrites?: () => boolean; worker?: num
   }, 500, 0);
   const deps: ConversationDeps = {
     store, write: (r) => writer.write(r), delivery, nextMid: () => sf.next(),
-    moveCursor: () => undefined, noteLastSeq: () => undefined, recallWindowMs: 60_000,
+    moveCursor: () => undefined, noteLastSeq: () => undefined, recallWindowMs: 60_000, maxGroupMembers: 5000,
     log: pino({ level: process.env.TEST_LOG ?? 'silent' }),
   };
   return { core: new ConversationCore(conv, deps), delivery };

@@ -36,14 +36,15 @@ it('pushes only what the device misses, once', async () => {
   await store.applyCursors([{ conv: 'dm:bea:cy', user: 'bea', ack: 1 }]);
 
   const frames: Array<{ t: string; conv?: string; seq?: number }> = [];
-  const conn: Connection = { send: (json) => { frames.push(JSON.parse(json)); return true; }, close: () => undefined };
+  const conn: Connection = { send: (json) => { frames.push(JSON.parse(json)); return true; }, close: () => undefined, buffered: () => 0 };
   const deps: SessionDeps = {
     config: loadConfig({}), log: pino({ level: 'silent' }), metrics: new Metrics(), store,
     conversations: { request: () => Promise.reject(new Error('not used')) },
-    moveCursor: () => undefined, pendingAck: () => 0, deliveredReceipt: () => undefined, nodeId: 'n',
+    pendingAck: () => 0, allowGroupCreate: () => true, nodeId: 'n',
   };
   const bea = new UserSession('bea', 'phone', conn, deps);
   await bea.start('r1'); // login: pushes dm:ann:bea 1..2 (above ack 0)
+  await bea.backlogDone;
   expect(frames.filter((f) => f.t === 'msg').map((f) => `${f.conv}/${f.seq}`)).toEqual(['dm:ann:bea/1', 'dm:ann:bea/2']);
 
   // Committed elsewhere while this node was cut off: the live pushes never arrived.
