@@ -2,28 +2,33 @@
  * Wire codecs for the lean load-generator client. `im` is the project's protocol (one JSON
  * object per text frame). `socketio` speaks Engine.IO v4 / Socket.IO v5 directly over a `ws`
  * socket (no socket.io-client): the event name is the frame's `t`, the payload the frame.
+ *
+ * Frame types come from protocol/wire.ts (types only: nothing is added to the hot path); the
+ * encoders stay hand-tuned here. Conversation ids: use protocol/ids.ts (re-exported below).
  */
+import type { ClientFrame as WireClientFrame, ServerFrame as WireServerFrame } from '../../protocol/wire.ts';
 import type { CodecName } from './types.ts';
 
-export interface ClientFrame {
-  t: string;
-  [key: string]: unknown;
-}
+export { dmConv, groupConv } from '../../protocol/ids.ts';
 
-/** Fields the load generator reads from server frames. */
-export interface ServerFrame {
+/** A client frame of the protocol. */
+export type ClientFrame = WireClientFrame;
+/** A client frame that is answered by `rid`, without its `rid` (the worker's request() adds one). */
+export type RequestFrame = WithoutRid<Extract<WireClientFrame, { rid: string }>>;
+type WithoutRid<F> = F extends unknown ? Omit<F, 'rid'> : never;
+
+/** Every field any server frame has, with the protocol's type, all optional. */
+type AnyField<U> = { [K in U extends unknown ? keyof U : never]?: U extends unknown ? (K extends keyof U ? U[K] : never) : never };
+
+/**
+ * A decoded server frame as the load generator reads it: one flat shape (no narrowing on `t`
+ * needed), fields and their types derived from the protocol's server frames. `t` is any string
+ * (baselines and future servers may send more), and `body` is the load generator's own payload.
+ */
+export type ServerFrame = Omit<AnyField<WireServerFrame>, 't' | 'body'> & {
   t: string;
-  rid?: string;
-  code?: string;
-  conv?: string;
-  seq?: number;
-  cmid?: string;
   body?: { ts?: number } | null;
-  heartbeat_ms?: number;
-  /** `batch` answers to `sync`. */
-  msgs?: { seq?: number }[];
-  more?: boolean;
-}
+};
 
 export type Decoded = { kind: 'frame'; frame: ServerFrame } | { kind: 'ready' } | { kind: 'none' } | { kind: 'fail'; reason: string };
 

@@ -11,7 +11,7 @@ import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { SignJWT } from 'jose';
 import WebSocket from 'ws';
-import { codecFor, type ClientFrame, type Codec, type ServerFrame } from './codec.ts';
+import { codecFor, dmConv, groupConv, type ClientFrame, type Codec, type RequestFrame, type ServerFrame } from './codec.ts';
 import { encode, newHistogram, recordUs, type Histogram } from './hist.ts';
 import type { ConnSpec, FromWorker, GroupMsg, PhaseMsg, PhaseResultMsg, PrepareMsg, SetupMsg, StormMsg, ToWorker } from './types.ts';
 
@@ -82,7 +82,7 @@ function sendFrame(c: Conn, frame: ClientFrame): boolean {
   return true;
 }
 
-function request(c: Conn, frame: ClientFrame, timeoutMs: number): Promise<ServerFrame> {
+function request(c: Conn, frame: RequestFrame, timeoutMs: number): Promise<ServerFrame> {
   const rid = nextRid();
   return new Promise<ServerFrame>((resolve, reject) => {
     const timer = setTimeout(() => {
@@ -334,7 +334,7 @@ function startBackground(): void {
 
 async function doGroup(g: GroupMsg): Promise<void> {
   const owner = conns[0];
-  const conv = `g:${g.group}`;
+  const conv = groupConv(g.group);
   if (!owner) {
     post({ type: 'groupDone', ok: false, conv, error: 'no connection' });
     return;
@@ -451,7 +451,7 @@ async function doStorm(m: StormMsg): Promise<void> {
   const clients: StormClient[] = m.conns.map((spec) => {
     const a = spec.user;
     const b = spec.peer ?? '';
-    return { spec, conv: a < b ? `dm:${a}:${b}` : `dm:${b}:${a}`, seqs: new Set(), maxSeq: 0, conn: null, loggedInAt: 0, lastProgress: 0, done: false, syncing: false, usedSync: false };
+    return { spec, conv: dmConv(a, b), seqs: new Set(), maxSeq: 0, conn: null, loggedInAt: 0, lastProgress: 0, done: false, syncing: false, usedSync: false };
   });
   const startPerf = performance.now() + (m.startAt - wall());
   const deadline = startPerf + m.timeoutMs;
