@@ -11,6 +11,7 @@
  */
 import { createServer } from 'node:http';
 import { Server, type Socket } from 'socket.io';
+import { dmConv } from '../../protocol/ids.ts';
 
 type Frame = Record<string, unknown>;
 
@@ -116,7 +117,7 @@ io.on('connection', (socket) => {
     const mid = String(nextMid++);
     const kind = typeof f.kind === 'string' ? f.kind : 'text';
     if (typeof f.to === 'string') {
-      const conv = user < f.to ? `dm:${user}:${f.to}` : `dm:${f.to}:${user}`;
+      const conv = dmConv(user, f.to);
       const seq = nextSeq(conv);
       socket.emit('sent', { t: 'sent', rid: f.rid, conv, cmid: f.cmid, seq, mid, ts });
       users.get(f.to)?.emit('msg', { t: 'msg', conv, seq, mid, from: user, cmid: f.cmid, ts, kind, body: f.body });

@@ -16,6 +16,7 @@
  * Prints `READY <port>` on stdout once listening on 127.0.0.1 (`--host` / env HOST to change).
  */
 import uWS from 'uWebSockets.js';
+import { dmConv } from '../../protocol/ids.ts';
 
 interface SocketData {
   user: string;
@@ -131,7 +132,7 @@ function onFrame(ws: uWS.WebSocket<SocketData>, f: Frame): void {
       if (typeof f.to === 'string') {
         const a = data.user;
         const b = f.to;
-        const conv = a < b ? `dm:${a}:${b}` : `dm:${b}:${a}`;
+        const conv = dmConv(a, b);
         const seq = nextSeq(conv);
         send(ws, { t: 'sent', rid: f.rid, conv, cmid: f.cmid, seq, mid, ts });
         const peer = sockets.get(b);

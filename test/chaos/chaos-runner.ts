@@ -13,6 +13,7 @@ import { ownerOf } from '../../cluster/placement.ts';
 import { startAll, type ServerHandle } from '../harness/servers.ts';
 import { startChatNode, type ChatNodeHandle } from '../harness/chat-node.ts';
 import { signTestToken } from '../harness/ws-client.ts';
+import { dmConv as dmId } from '../../protocol/ids.ts';
 
 export interface ChaosOptions {
   nodes: number;
@@ -147,8 +148,6 @@ interface Participant {
   seen: Map<string, Map<number, Seen>>;
   sends: number;
 }
-
-const dmId = (a: string, b: string): string => (a < b ? `dm:${a}:${b}` : `dm:${b}:${a}`);
 
 class Examples {
   private readonly perKind = new Map<string, number>();

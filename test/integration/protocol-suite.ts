@@ -15,6 +15,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { SignJWT } from 'jose';
 import { startChatNode, type ChatNodeHandle } from '../harness/chat-node.ts';
 import { TestClient, login, signTestToken, type Frame } from '../harness/ws-client.ts';
+import { dmConv as dm } from '../../protocol/ids.ts';
 
 export interface ModeSetup {
   /** Extra IM_* environment for a node of this mode; `name` is unique per node in the suite. */
@@ -41,7 +42,6 @@ const TUNED = {
 type Sent = { t: 'sent'; rid: string; conv: string; cmid: string; seq: number; mid: string; ts: number };
 
 const isMsg = (conv?: string) => (f: Frame) => f.t === 'msg' && (conv === undefined || f.conv === conv);
-const dm = (a: string, b: string) => (a < b ? `dm:${a}:${b}` : `dm:${b}:${a}`);
 
 /** Resolves when the socket closed; fails the test if it is still open after `ms`. */
 async function closedWithin(c: TestClient, ms: number): Promise<{ code: number; reason: string }> {
