@@ -70,7 +70,6 @@ export async function startNode(config: NodeConfig, log: Logger = createLogger(c
       delivery,
       nextMid: () => snowflake.next(),
       moveCursor,
-      noteLastSeq: (conv, seq) => persistence.cursors.lastSeq(conv, seq),
       recallWindowMs: config.recallWindowMs,
       maxGroupMembers: config.groupMaxMembers,
       log,

@@ -30,7 +30,6 @@ export interface ConversationDeps {
   nextMid(): string;
   /** Moves a member's delivery/read cursors (coalesced, written lazily). */
   moveCursor(conv: string, user: string, ack?: number, read?: number): void;
-  noteLastSeq(conv: string, seq: number): void;
   recallWindowMs: number;
   /** Most members a group may have (IM_GROUP_MAX_MEMBERS). */
   maxGroupMembers: number;
@@ -220,7 +219,7 @@ export class ConversationCore {
   private async createDm(): Promise<void> {
     if (this.parsed.kind !== 'dm') return;
     try {
-      await this.deps.store.ensureDm(this.id, this.parsed.a, this.parsed.b, this.now());
+      await this.deps.store.ensureDm(this.id, this.parsed.a, this.parsed.b);
       this.exists = true;
     } catch (e) {
       this.deps.log.warn({ conv: this.id, err: String(e) }, 'creating 1:1 conversation failed');
@@ -259,7 +258,6 @@ export class ConversationCore {
   }
 
   private afterCommit(row: NewMessage, device: string): void {
-    this.deps.noteLastSeq(this.id, row.seq);
     // Sending moves the sender's own cursors to the message.
     this.deps.moveCursor(this.id, row.from, row.seq, row.seq);
     if (row.seq > (this.readCursors.get(row.from) ?? 0)) this.readCursors.set(row.from, row.seq);
@@ -395,7 +393,7 @@ export class ConversationCore {
     if (this.exists) throw new ProtocolError('conflict', `group ${this.id} already exists`);
     this.checkGroupSize([user, ...members]);
     try {
-      await this.deps.store.createGroup(this.id, user, members, this.now());
+      await this.deps.store.createGroup(this.id, user, members);
     } catch (e) {
       if (e instanceof DuplicateKeyError) throw new ProtocolError('conflict', `group ${this.id} already exists`);
       throw unavailable('the message store');
@@ -415,7 +413,7 @@ export class ConversationCore {
   private async groupAdd(user: string, members: string[]): Promise<Record<string, never>> {
     this.requireOwner(user);
     this.checkGroupSize(members);
-    await this.deps.store.addMembers(this.id, members, this.now()).catch(() => { throw unavailable('the message store'); });
+    await this.deps.store.addMembers(this.id, members).catch(() => { throw unavailable('the message store'); });
     for (const m of members) if (!this.members.has(m)) this.members.set(m, 'member');
     return {};
   }

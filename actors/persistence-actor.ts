@@ -1,14 +1,16 @@
 /**
  * Persistence actors: a few per node, each owning one group-commit writer. A conversation is
  * always written by the same actor (hash of its id), which keeps its rows in seq order.
- * Cursor moves share one coalescing buffer, flushed lazily.
+ * Cursor moves share one coalescing buffer, flushed lazily; the store's reads overlay the moves
+ * not yet written (cursor-overlay.ts).
  */
 import { fnv1a } from '../core/hash.ts';
 import type { Logger } from '../core/logger.ts';
 import type { Metrics } from '../core/metrics.ts';
 import { CursorBuffer } from '../persistence/cursor-buffer.ts';
+import type { CursorOverlayStore } from '../persistence/cursor-overlay.ts';
 import { GroupCommitWriter } from '../persistence/group-commit.ts';
-import type { RecordStore, NewMessage } from '../persistence/message-store.ts';
+import type { NewMessage } from '../persistence/message-store.ts';
 import { spawn, type ActorRef, type ParentActor, type SelfActor } from './system.ts';
 
 class PersistenceActor {
@@ -30,12 +32,12 @@ export class PersistencePool {
   private readonly writers: GroupCommitWriter[] = [];
   readonly cursors: CursorBuffer;
 
-  private constructor(private readonly store: RecordStore, private readonly log: Logger, private readonly metrics: Metrics, private readonly opts: PersistenceOptions) {
+  private constructor(private readonly store: CursorOverlayStore, private readonly log: Logger, private readonly metrics: Metrics, private readonly opts: PersistenceOptions) {
     this.cursors = new CursorBuffer(store, opts.cursorFlushMs, (e) => log.warn({ err: String(e) }, 'cursor flush failed; will retry'));
     store.setPendingCursors((conv, user) => this.cursors.pending(conv, user));
   }
 
-  static async start(parent: ParentActor, store: RecordStore, log: Logger, metrics: Metrics, opts: PersistenceOptions): Promise<PersistencePool> {
+  static async start(parent: ParentActor, store: CursorOverlayStore, log: Logger, metrics: Metrics, opts: PersistenceOptions): Promise<PersistencePool> {
     const pool = new PersistencePool(store, log, metrics, opts);
     for (let i = 0; i < opts.writers; i++) {
       const writer = new GroupCommitWriter(store, opts.maxRows, opts.maxDelayMs, {

@@ -1,20 +1,19 @@
 /**
- * Coalesces cursor moves (ack/read, and the sender's own cursors on send) and the
- * `conversation.last_seq` hint, and writes them every `flushMs`. Losing a buffered move only
- * causes a redelivery, which clients de-duplicate by (conv, seq), so this never blocks a reply.
+ * Coalesces cursor moves (ack/read, and the sender's own cursors on send) and writes them every
+ * `flushMs`. Losing a buffered move only causes a redelivery, which clients de-duplicate by
+ * (conv, seq), so this never blocks a reply. Until a move is written, `pending` tells readers
+ * about it (cursor-overlay.ts lays it over what the record says).
  */
 import type { CursorMove } from './message-store.ts';
 
 export interface CursorSink {
   applyCursors(moves: CursorMove[]): Promise<void>;
-  updateLastSeqs(lastSeqs: Map<string, number>): Promise<void>;
 }
 
 export class CursorBuffer {
   private moves = new Map<string, CursorMove>();
   /** Moves being written by the running flush: still pending until the write completes. */
   private writing = new Map<string, CursorMove>();
-  private lastSeqs = new Map<string, number>();
   private timer: NodeJS.Timeout | null = null;
   private flushing: Promise<void> | null = null;
 
@@ -42,31 +41,22 @@ export class CursorBuffer {
     return { ack: Math.max(a?.ack ?? 0, b?.ack ?? 0), read: Math.max(a?.read ?? 0, b?.read ?? 0) };
   }
 
-  lastSeq(conv: string, seq: number): void {
-    if (seq > (this.lastSeqs.get(conv) ?? 0)) this.lastSeqs.set(conv, seq);
-    this.arm();
-  }
-
   private arm(): void {
     if (!this.timer) this.timer = setTimeout(() => { this.timer = null; void this.flush(); }, this.flushMs);
   }
 
   async flush(): Promise<void> {
     if (this.flushing) await this.flushing;
-    if (this.moves.size === 0 && this.lastSeqs.size === 0) return;
+    if (this.moves.size === 0) return;
     const moves = [...this.moves.values()];
-    const lastSeqs = this.lastSeqs;
     this.writing = this.moves;
     this.moves = new Map();
-    this.lastSeqs = new Map();
     this.flushing = (async () => {
       try {
         await this.sink.applyCursors(moves);
-        await this.sink.updateLastSeqs(lastSeqs);
       } catch (e) {
         // Keep the moves for the next flush (merged with newer ones): the database may be back by then.
         for (const m of moves) this.move(m.conv, m.user, m.ack, m.read);
-        for (const [c, s] of lastSeqs) this.lastSeq(c, s);
         this.onError(e);
       } finally {
         this.writing = new Map();

@@ -1,7 +1,8 @@
 /**
  * Opens the record (MikroORM on MySQL/MariaDB or on an embedded SQLite file) and brings its
- * schema up to date through MikroORM migrations. On MySQL, several nodes may start at once:
- * migrations run under a named server lock so exactly one node applies them.
+ * schema up to date through MikroORM migrations (migrations/index.ts, the only definition of the
+ * schema: no entities are registered, every query is SQL). On MySQL, several nodes may start at
+ * once: migrations run under a named server lock so exactly one node applies them.
  */
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -9,8 +10,7 @@ import { MikroORM, type Options } from '@mikro-orm/core';
 import { Migrator } from '@mikro-orm/migrations';
 import type { AbstractSqlConnection } from '@mikro-orm/knex';
 import type { Dialect } from './dialect.ts';
-import { entities } from './entities.ts';
-import { initialSchema } from './migrations/initial-schema.ts';
+import { migrationsFor } from './migrations/index.ts';
 
 export interface Database {
   orm: MikroORM;
@@ -31,11 +31,11 @@ const MIGRATION_LOCK = 'actor_im_migrations';
 export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
   const dialect: Dialect = opts.mysqlUrl ? 'mysql' : 'sqlite';
   const common: Partial<Options> = {
-    entities,
+    entities: [],
     discovery: { warnWhenNoEntities: false },
     extensions: [Migrator],
     migrations: {
-      migrationsList: [{ name: '0001_initial_schema', class: initialSchema(dialect) }],
+      migrationsList: migrationsFor(dialect),
       tableName: 'mikro_orm_migrations',
       silent: true,
       // MySQL commits DDL implicitly, so a transaction around it only earns a console warning.
@@ -90,4 +90,10 @@ async function migrate(orm: MikroORM, connection: AbstractSqlConnection, dialect
     await raw(`SELECT RELEASE_LOCK('${MIGRATION_LOCK}')`).catch(() => undefined);
     await client.releaseConnection(conn);
   }
+}
+
+/** Creates or migrates the schema of a record and closes it (benchmarks that then write with raw drivers). */
+export async function migrateRecord(opts: DatabaseOptions): Promise<void> {
+  const db = await openDatabase(opts);
+  await db.close();
 }

@@ -2,6 +2,15 @@
  * Every query the actors make against the record, typed. SQL is written for both dialects at
  * once (portable spellings; the few that differ come from dialect.ts) and goes through
  * MikroORM's connection, so transactions, pooling and driver error mapping are MikroORM's.
+ *
+ * Cost as the record grows: every read of `message` is a seek on one of its keys — the primary
+ * key (conversation_id, seq) or uq_message_cmid — that reads only the rows it returns (a
+ * conversation's last seq is `ORDER BY seq DESC LIMIT 1` on the primary key, never an aggregate
+ * over the conversation). test/unit/store-plans.test.ts holds every query here to that on both
+ * databases with their query plans, on a store of 200k messages.
+ *
+ * Cursor moves not yet written are not this module's business: cursor-overlay.ts lays them
+ * over what these queries return.
  */
 import { DeadlockException, LockWaitTimeoutException, UniqueConstraintViolationException } from '@mikro-orm/core';
 import type { Database } from './database.ts';
@@ -40,7 +49,7 @@ export interface ConversationRecord {
   kind: 'dm' | 'group';
   ownerId: string | null;
   members: MemberRecord[];
-  /** Highest stored seq: the authority for the next seq, whatever `last_seq` says. */
+  /** Highest stored seq: the authority for the next seq. */
   maxSeq: number;
 }
 
@@ -71,28 +80,22 @@ function toStored(r: Row): StoredMessage {
 
 const MSG_COLS = 'conversation_id, seq, mid, sender_id, cmid, kind, body, created_at, recalled_at';
 
-/** Cursor moves accepted but not yet written (see CursorBuffer): reads of cursors merge them in. */
-export type PendingCursors = (conv: string, user: string) => { ack: number; read: number };
-
-/** Cursors are written lazily: a move acknowledged a moment ago may not be in the record yet. */
-export function withPendingCursors(rows: UserConversation[], user: string, pending: PendingCursors | null): UserConversation[] {
-  if (!pending) return rows;
-  return rows.map((r) => {
-    const p = pending(r.conv, user);
-    return { ...r, ackSeq: Math.max(r.ackSeq, p.ack), readSeq: Math.max(r.readSeq, p.read) };
-  });
-}
+/**
+ * The last stored seq of the conversation named by `convExpr` (a placeholder or a column): one
+ * seek to the end of the conversation on the primary key. MAX(seq) is not used: as a correlated
+ * subquery or with GROUP BY, a database may read every row of the conversation to compute it.
+ */
+const lastSeqOf = (convExpr: string): string =>
+  `(SELECT ls.seq FROM message ls WHERE ls.conversation_id = ${convExpr} ORDER BY ls.seq DESC LIMIT 1)`;
 
 /** What the actors need of the record, whether it runs in this thread or in a worker. */
 export interface RecordStore {
-  setPendingCursors(fn: PendingCursors | null): void;
   insertMessages(rows: NewMessage[]): Promise<void>;
   loadConversation(conv: string): Promise<ConversationRecord | null>;
-  members(conv: string): Promise<MemberRecord[]>;
   maxSeq(conv: string): Promise<number>;
-  ensureDm(conv: string, a: string, b: string, now: number): Promise<void>;
-  createGroup(conv: string, owner: string, members: string[], now: number): Promise<void>;
-  addMembers(conv: string, users: string[], now: number): Promise<void>;
+  ensureDm(conv: string, a: string, b: string): Promise<void>;
+  createGroup(conv: string, owner: string, members: string[]): Promise<void>;
+  addMembers(conv: string, users: string[]): Promise<void>;
   removeMembers(conv: string, users: string[]): Promise<void>;
   findSent(conv: string, keys: Array<{ from: string; cmid: string }>): Promise<SentRecord[]>;
   recentSent(conv: string, limit: number): Promise<SentRecord[]>;
@@ -101,21 +104,14 @@ export interface RecordStore {
   recall(conv: string, seq: number, now: number): Promise<boolean>;
   userConversations(user: string): Promise<UserConversation[]>;
   applyCursors(moves: CursorMove[]): Promise<void>;
-  updateLastSeqs(lastSeqs: Map<string, number>): Promise<void>;
   ping(): Promise<void>;
 }
 
 export class MessageStore implements RecordStore {
   private readonly dialect: Dialect;
-  private pendingCursors: PendingCursors | null = null;
 
   constructor(private readonly db: Database) {
     this.dialect = db.dialect;
-  }
-
-  /** Called by the owner of the write-behind cursor buffer so cursor reads include its moves. */
-  setPendingCursors(fn: PendingCursors | null): void {
-    this.pendingCursors = fn;
   }
 
   private all(sql: string, params: unknown[] = []): Promise<Row[]> {
@@ -176,57 +172,52 @@ export class MessageStore implements RecordStore {
     return { id: conv, kind: str(c.kind) === 'group' ? 'group' : 'dm', ownerId: c.owner_id == null ? null : str(c.owner_id), members, maxSeq };
   }
 
-  async members(conv: string): Promise<MemberRecord[]> {
+  /** Members with their cursors as the record has them. */
+  private async members(conv: string): Promise<MemberRecord[]> {
     const rows = await this.all('SELECT user_id, role, ack_seq, read_seq FROM conversation_member WHERE conversation_id = ? ORDER BY user_id', [conv]);
-    return rows.map((r) => {
-      const user = str(r.user_id);
-      const pending = this.pendingCursors?.(conv, user);
-      const readSeq = Math.max(num(r.read_seq ?? 0), pending?.read ?? 0);
-      const ackSeq = Math.max(num(r.ack_seq ?? 0), pending?.ack ?? 0);
-      return { user, role: str(r.role) === 'owner' ? 'owner' : 'member', readSeq, ackSeq };
-    });
+    return rows.map((r) => ({ user: str(r.user_id), role: str(r.role) === 'owner' ? 'owner' : 'member', readSeq: num(r.read_seq ?? 0), ackSeq: num(r.ack_seq ?? 0) }));
   }
 
   async maxSeq(conv: string): Promise<number> {
-    const rows = await this.all('SELECT MAX(seq) AS m FROM message WHERE conversation_id = ?', [conv]);
+    const rows = await this.all(`SELECT ${lastSeqOf('?')} AS m`, [conv]);
     return rows[0]?.m == null ? 0 : num(rows[0].m);
   }
 
   /** Creates a 1:1 conversation and its two members if it does not exist yet (idempotent). */
-  async ensureDm(conv: string, a: string, b: string, now: number): Promise<void> {
+  async ensureDm(conv: string, a: string, b: string): Promise<void> {
     await this.db.connection.transactional(async (trx) => {
       const ig = insertIgnore(this.dialect);
-      await this.db.connection.execute(`${ig} INTO conversation (id, kind, owner_id, last_seq, created_at) VALUES (?, 'dm', NULL, 0, ?)`, [conv, now], 'run', trx);
+      await this.db.connection.execute(`${ig} INTO conversation (id, kind, owner_id) VALUES (?, 'dm', NULL)`, [conv], 'run', trx);
       await this.db.connection.execute(
-        `${ig} INTO conversation_member (conversation_id, user_id, role, ack_seq, read_seq, joined_at) VALUES (?, ?, 'member', 0, 0, ?), (?, ?, 'member', 0, 0, ?)`,
-        [conv, a, now, conv, b, now], 'run', trx);
+        `${ig} INTO conversation_member (conversation_id, user_id, role, ack_seq, read_seq) VALUES (?, ?, 'member', 0, 0), (?, ?, 'member', 0, 0)`,
+        [conv, a, conv, b], 'run', trx);
     });
   }
 
   /** Creates a group; throws DuplicateKeyError when the group id is taken. */
-  async createGroup(conv: string, owner: string, members: string[], now: number): Promise<void> {
+  async createGroup(conv: string, owner: string, members: string[]): Promise<void> {
     try {
       await this.db.connection.transactional(async (trx) => {
-        await this.db.connection.execute(`INSERT INTO conversation (id, kind, owner_id, last_seq, created_at) VALUES (?, 'group', ?, 0, ?)`, [conv, owner, now], 'run', trx);
-        await this.insertMembers(conv, owner, members, now, trx);
+        await this.db.connection.execute(`INSERT INTO conversation (id, kind, owner_id) VALUES (?, 'group', ?)`, [conv, owner], 'run', trx);
+        await this.insertMembers(conv, owner, members, trx);
       });
     } catch (e) {
       throw this.classify(e);
     }
   }
 
-  async addMembers(conv: string, users: string[], now: number): Promise<void> {
-    await this.db.connection.transactional((trx) => this.insertMembers(conv, null, users, now, trx));
+  async addMembers(conv: string, users: string[]): Promise<void> {
+    await this.db.connection.transactional((trx) => this.insertMembers(conv, null, users, trx));
   }
 
-  private async insertMembers(conv: string, owner: string | null, users: string[], now: number, trx: unknown): Promise<void> {
+  private async insertMembers(conv: string, owner: string | null, users: string[], trx: unknown): Promise<void> {
     const all = owner ? [{ u: owner, role: 'owner' }, ...users.filter((u) => u !== owner).map((u) => ({ u, role: 'member' }))] : users.map((u) => ({ u, role: 'member' }));
     for (let i = 0; i < all.length; i += 500) {
       const chunk = all.slice(i, i + 500);
       const params: unknown[] = [];
-      for (const m of chunk) params.push(conv, m.u, m.role, now);
+      for (const m of chunk) params.push(conv, m.u, m.role);
       await this.db.connection.execute(
-        `${insertIgnore(this.dialect)} INTO conversation_member (conversation_id, user_id, role, ack_seq, read_seq, joined_at) VALUES ${chunk.map(() => '(?, ?, ?, 0, 0, ?)').join(', ')}`,
+        `${insertIgnore(this.dialect)} INTO conversation_member (conversation_id, user_id, role, ack_seq, read_seq) VALUES ${chunk.map(() => '(?, ?, ?, 0, 0)').join(', ')}`,
         params, 'run', trx as never);
     }
   }
@@ -236,14 +227,21 @@ export class MessageStore implements RecordStore {
     await this.run(`DELETE FROM conversation_member WHERE conversation_id = ? AND role <> 'owner' AND user_id IN (${users.map(() => '?').join(', ')})`, [conv, ...users]);
   }
 
-  /** Looks up messages already stored for these (sender, cmid) pairs: the idempotency check. */
+  /**
+   * Looks up messages already stored for these (sender, cmid) pairs: the idempotency check. One
+   * point lookup on uq_message_cmid per key (UNION ALL): an OR of keys may be planned as a range
+   * over the whole conversation on the primary key instead.
+   */
   async findSent(conv: string, keys: Array<{ from: string; cmid: string }>): Promise<SentRecord[]> {
-    if (keys.length === 0) return [];
-    const where = keys.map(() => '(sender_id = ? AND cmid = ?)').join(' OR ');
-    const params: unknown[] = [conv];
-    for (const k of keys) params.push(k.from, k.cmid);
-    const rows = await this.all(`SELECT sender_id, cmid, seq, mid, created_at FROM message WHERE conversation_id = ? AND (${where})`, params);
-    return rows.map((r) => ({ from: str(r.sender_id), cmid: str(r.cmid), seq: num(r.seq), mid: str(r.mid), ts: num(r.created_at) }));
+    const out: SentRecord[] = [];
+    for (let i = 0; i < keys.length; i += 200) {
+      const chunk = keys.slice(i, i + 200);
+      const params: unknown[] = [];
+      for (const k of chunk) params.push(conv, k.from, k.cmid);
+      const sql = chunk.map(() => 'SELECT sender_id, cmid, seq, mid, created_at FROM message WHERE conversation_id = ? AND sender_id = ? AND cmid = ?').join(' UNION ALL ');
+      for (const r of await this.all(sql, params)) out.push({ from: str(r.sender_id), cmid: str(r.cmid), seq: num(r.seq), mid: str(r.mid), ts: num(r.created_at) });
+    }
+    return out;
   }
 
   /** The newest `limit` messages' idempotency keys, to warm a conversation's cmid cache. */
@@ -268,14 +266,12 @@ export class MessageStore implements RecordStore {
     return (r.affectedRows ?? r.changes ?? 0) > 0;
   }
 
-  /** The user's conversations with cursors and the highest stored seq of each. */
+  /** The user's conversations with cursors (as the record has them) and the highest stored seq of each. */
   async userConversations(user: string): Promise<UserConversation[]> {
     const rows = await this.all(
-      `SELECT cm.conversation_id AS conv, cm.ack_seq, cm.read_seq,
-              (SELECT MAX(m.seq) FROM message m WHERE m.conversation_id = cm.conversation_id) AS last_seq
+      `SELECT cm.conversation_id AS conv, cm.ack_seq, cm.read_seq, ${lastSeqOf('cm.conversation_id')} AS last_seq
          FROM conversation_member cm WHERE cm.user_id = ? ORDER BY cm.conversation_id`, [user]);
-    const list = rows.map((r) => ({ conv: str(r.conv), lastSeq: r.last_seq == null ? 0 : num(r.last_seq), ackSeq: num(r.ack_seq), readSeq: num(r.read_seq) }));
-    return withPendingCursors(list, user, this.pendingCursors);
+    return rows.map((r) => ({ conv: str(r.conv), lastSeq: r.last_seq == null ? 0 : num(r.last_seq), ackSeq: num(r.ack_seq), readSeq: num(r.read_seq) }));
   }
 
   /**
@@ -306,26 +302,16 @@ export class MessageStore implements RecordStore {
     }
   }
 
-  /** Highest stored seq of each conversation (a consistent, non-locking read). */
+  /**
+   * Highest stored seq of each conversation (a consistent, non-locking read): one seek per
+   * conversation on the primary key, all in one statement. Not `MAX(seq) … GROUP BY`: SQLite
+   * answers that by reading every row of each conversation (0.08–0.15 s per call at 800k rows).
+   */
   private async lastSeqs(convs: string[]): Promise<Map<string, number>> {
     if (convs.length === 0) return new Map();
-    const rows = await this.all(`SELECT conversation_id, MAX(seq) AS m FROM message WHERE conversation_id IN (${convs.map(() => '?').join(', ')}) GROUP BY conversation_id`, convs);
-    return new Map(rows.map((r) => [str(r.conversation_id), num(r.m)]));
-  }
-
-  /** Refreshes the denormalised `conversation.last_seq` hints (written lazily, never read for seq). */
-  async updateLastSeqs(lastSeqs: Map<string, number>): Promise<void> {
-    const all = [...lastSeqs];
-    for (let i = 0; i < all.length; i += 250) {
-      const chunk = all.slice(i, i + 250);
-      const params = chunk.flat();
-      const sql = this.dialect === 'mysql'
-        ? `UPDATE conversation c JOIN (${chunk.map((_, j) => (j === 0 ? 'SELECT ? AS id, ? AS s' : 'SELECT ?, ?')).join(' UNION ALL ')}) v
-             ON c.id = v.id SET c.last_seq = GREATEST(c.last_seq, v.s)`
-        : `UPDATE conversation SET last_seq = MAX(last_seq, v.column2) FROM (VALUES ${chunk.map(() => '(?, ?)').join(', ')}) AS v
-           WHERE conversation.id = v.column1`;
-      await this.run(sql, params);
-    }
+    const rows = await this.all(
+      `SELECT v.c AS conv, ${lastSeqOf('v.c')} AS m FROM (${convs.map((_, j) => (j === 0 ? 'SELECT ? AS c' : 'SELECT ?')).join(' UNION ALL ')}) v`, convs);
+    return new Map(rows.filter((r) => r.m != null).map((r) => [str(r.conv), num(r.m)]));
   }
 
   async ping(): Promise<void> {

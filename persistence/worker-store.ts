@@ -5,14 +5,13 @@
 import { Worker } from 'node:worker_threads';
 import type { StoreAnswer, StoreCall } from './sqlite-worker.ts';
 import {
-  DuplicateKeyError, withPendingCursors, type ConversationRecord, type CursorMove, type MemberRecord, type NewMessage,
-  type PendingCursors, type RecordStore, type SentRecord, type StoredMessage, type UserConversation,
+  DuplicateKeyError, type ConversationRecord, type CursorMove, type NewMessage,
+  type RecordStore, type SentRecord, type StoredMessage, type UserConversation,
 } from './message-store.ts';
 
 export class WorkerStore implements RecordStore {
   private nextId = 1;
   private readonly waiting = new Map<number, { resolve(v: unknown): void; reject(e: unknown): void }>();
-  private pendingCursors: PendingCursors | null = null;
   private dead: Error | null = null;
 
   private constructor(private readonly worker: Worker) {
@@ -57,14 +56,12 @@ export class WorkerStore implements RecordStore {
     });
   }
 
-  setPendingCursors(fn: PendingCursors | null): void { this.pendingCursors = fn; }
   insertMessages(rows: NewMessage[]): Promise<void> { return this.call('insertMessages', rows); }
   loadConversation(conv: string): Promise<ConversationRecord | null> { return this.call('loadConversation', conv); }
-  members(conv: string): Promise<MemberRecord[]> { return this.call('members', conv); }
   maxSeq(conv: string): Promise<number> { return this.call('maxSeq', conv); }
-  ensureDm(conv: string, a: string, b: string, now: number): Promise<void> { return this.call('ensureDm', conv, a, b, now); }
-  createGroup(conv: string, owner: string, members: string[], now: number): Promise<void> { return this.call('createGroup', conv, owner, members, now); }
-  addMembers(conv: string, users: string[], now: number): Promise<void> { return this.call('addMembers', conv, users, now); }
+  ensureDm(conv: string, a: string, b: string): Promise<void> { return this.call('ensureDm', conv, a, b); }
+  createGroup(conv: string, owner: string, members: string[]): Promise<void> { return this.call('createGroup', conv, owner, members); }
+  addMembers(conv: string, users: string[]): Promise<void> { return this.call('addMembers', conv, users); }
   removeMembers(conv: string, users: string[]): Promise<void> { return this.call('removeMembers', conv, users); }
   findSent(conv: string, keys: Array<{ from: string; cmid: string }>): Promise<SentRecord[]> { return this.call('findSent', conv, keys); }
   recentSent(conv: string, limit: number): Promise<SentRecord[]> { return this.call('recentSent', conv, limit); }
@@ -72,12 +69,9 @@ export class WorkerStore implements RecordStore {
   getMessage(conv: string, seq: number): Promise<StoredMessage | null> { return this.call('getMessage', conv, seq); }
   recall(conv: string, seq: number, now: number): Promise<boolean> { return this.call('recall', conv, seq, now); }
   applyCursors(moves: CursorMove[]): Promise<void> { return this.call('applyCursors', moves); }
-  updateLastSeqs(lastSeqs: Map<string, number>): Promise<void> { return this.call('updateLastSeqs', lastSeqs); }
   ping(): Promise<void> { return this.call('ping'); }
 
-  async userConversations(user: string): Promise<UserConversation[]> {
-    return withPendingCursors(await this.call<UserConversation[]>('userConversations', user), user, this.pendingCursors);
-  }
+  userConversations(user: string): Promise<UserConversation[]> { return this.call('userConversations', user); }
 
   async close(): Promise<void> {
     if (this.dead) return;

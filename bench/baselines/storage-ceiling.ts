@@ -1,6 +1,6 @@
 /**
- * Storage ceiling: how many rows/s one writer can durably insert into a table shaped like the
- * project's `message` table (same DDL as persistence/migrations/initial-schema.ts), with
+ * Storage ceiling: how many rows/s one writer can durably insert into the project's `message`
+ * table (created by the project's own migrations, persistence/migrations/), with
  * batched multi-row INSERTs (one statement = one transaction), into
  *   - MariaDB via mysql2 (server from test/harness/servers.ts, innodb_flush_log_at_trx_commit=1)
  *   - SQLite via better-sqlite3 (WAL, synchronous=FULL), file on the local disk.
@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { createConnection, type Connection, type RowDataPacket } from 'mysql2/promise';
 import { newHistogram, recordUs, summarize, type LatencySummary } from '../loadgen/hist.ts';
-import { schemaSql } from '../../persistence/migrations/initial-schema.ts';
+import { migrateRecord } from '../../persistence/database.ts';
 
 export interface StorageRun {
   batch: number;
@@ -45,9 +45,7 @@ export interface StorageCeilingResult {
   engines: StorageEngineResult[];
 }
 
-// The project's own migration SQL, so the ceiling writes exactly the table the server writes.
-const MYSQL_DDL = schemaSql.mysql.message;
-const SQLITE_DDL = schemaSql.sqlite.message;
+// The schema comes from the project's own migrations, so the ceiling writes exactly the table the server writes.
 
 const COLS = 8;
 type Row = [string, number, string, string, string, string, string, number];
@@ -140,13 +138,13 @@ export async function sqliteCeiling(batches: number[], seconds: number, maxRows:
   const settings: Record<string, string> = { dir };
   try {
     for (const batch of batches) {
-      const file = join(dir, `ceiling-${batch}.db`);
-      const db = new Database(file);
+      const sub = join(dir, `ceiling-${batch}`);
+      await migrateRecord({ dataDir: sub });
+      const db = new Database(join(sub, 'im.sqlite3'));
       try {
         settings.journal_mode = String(db.pragma('journal_mode = WAL', { simple: true }));
         db.pragma('synchronous = FULL');
         settings.synchronous = String(db.pragma('synchronous', { simple: true }));
-        for (const s of SQLITE_DDL) db.exec(s);
         const stmt = db.prepare(
           `INSERT INTO message (conversation_id, seq, mid, sender_id, cmid, kind, body, created_at) VALUES ${Array.from({ length: batch }, () => '(?,?,?,?,?,?,?,?)').join(',')}`,
         );
@@ -193,9 +191,13 @@ export async function mariadbCeiling(url: string, batches: number[], seconds: nu
     await conn.query(`DROP DATABASE IF EXISTS ${dbName}`);
     await conn.query(`CREATE DATABASE ${dbName} CHARACTER SET utf8mb4`);
     await conn.query(`USE ${dbName}`);
+    const dbUrl = new URL(url);
+    dbUrl.pathname = `/${dbName}`;
     for (const batch of batches) {
-      await conn.query('DROP TABLE IF EXISTS message');
-      for (const q of MYSQL_DDL) await conn.query(q);
+      await conn.query(`DROP DATABASE IF EXISTS ${dbName}`);
+      await conn.query(`CREATE DATABASE ${dbName} CHARACTER SET utf8mb4`);
+      await migrateRecord({ mysqlUrl: dbUrl.href, dataDir: '.' });
+      await conn.query(`USE ${dbName}`);
       const writer: Writer = {
         async insert(rows) {
           // autocommit: one multi-row statement = one durable transaction (client-side formatting, like the ORM)

@@ -47,7 +47,7 @@ function makeCore(conv: string, opts: { failWrites?: () => boolean; worker?: num
   }, 500, 0);
   const deps: ConversationDeps = {
     store, write: (r) => writer.write(r), delivery, nextMid: () => sf.next(),
-    moveCursor: () => undefined, noteLastSeq: () => undefined, recallWindowMs: 60_000, maxGroupMembers: 5000,
+    moveCursor: () => undefined, recallWindowMs: 60_000, maxGroupMembers: 5000,
     log: pino({ level: process.env.TEST_LOG ?? 'silent' }),
   };
   return { core: new ConversationCore(conv, deps), delivery };
@@ -91,7 +91,7 @@ describe('ConversationCore on SQLite', () => {
 
   it('fences a second owner: both keep writing and the stored seqs stay gapless', async () => {
     const conv = 'g:fence';
-    await store.createGroup(conv, 'gus', ['hal'], Date.now());
+    await store.createGroup(conv, 'gus', ['hal']);
     const a = makeCore(conv, { worker: 11 }).core;
     const b = makeCore(conv, { worker: 12 }).core;
     await send(a, 'gus', 'a0');

@@ -27,7 +27,7 @@ beforeAll(async () => {
   const log = pino({ level: process.env.TEST_LOG ?? 'silent' });
   registry = await ConversationRegistry.start(system.root, {
     store, write: (r) => writer.write(r), delivery: { message: () => undefined, event: () => undefined },
-    nextMid: () => sf.next(), moveCursor: () => undefined, noteLastSeq: () => undefined, recallWindowMs: 1000, maxGroupMembers: 5000, log,
+    nextMid: () => sf.next(), moveCursor: () => undefined, recallWindowMs: 1000, maxGroupMembers: 5000, log,
   }, 60_000, new Metrics(), log, 2);
 });
 afterAll(async () => {

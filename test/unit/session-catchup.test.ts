@@ -29,8 +29,8 @@ afterAll(async () => {
 const row = (conv: string, seq: number): NewMessage => ({ conv, seq, mid: `${conv}#${seq}`, from: 'ann', cmid: `c${seq}`, kind: 'text', bodyJson: `"m${seq}"`, ts: seq });
 
 it('pushes only what the device misses, once', async () => {
-  await store.ensureDm('dm:ann:bea', 'ann', 'bea', 1);
-  await store.ensureDm('dm:bea:cy', 'bea', 'cy', 1);
+  await store.ensureDm('dm:ann:bea', 'ann', 'bea');
+  await store.ensureDm('dm:bea:cy', 'bea', 'cy');
   await store.insertMessages([1, 2].map((s) => row('dm:ann:bea', s)));
   await store.insertMessages([1].map((s) => row('dm:bea:cy', s)));
   await store.applyCursors([{ conv: 'dm:bea:cy', user: 'bea', ack: 1 }]);

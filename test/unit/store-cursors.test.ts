@@ -1,4 +1,4 @@
-/** Cursor and last_seq bulk updates on both databases: forward-only, members only. */
+/** Cursor bulk updates on both databases: forward-only, members only, clamped to the last stored message. */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -28,7 +28,7 @@ describe.each(modes)('MessageStore cursors on %s', (mode) => {
   });
 
   it('moves cursors forward only, for members only, in bulk', async () => {
-    await store.createGroup('g:c', 'own', ['m1', 'm2'], 1);
+    await store.createGroup('g:c', 'own', ['m1', 'm2']);
     await store.insertMessages(Array.from({ length: 8 }, (_, i) => ({ conv: 'g:c', seq: i + 1, mid: `${mode}${i}`, from: 'own', cmid: `c${i}`, kind: 'text', bodyJson: '1', ts: 1 })));
     const moves = [{ conv: 'g:c', user: 'm1', ack: 5, read: 3 }, { conv: 'g:c', user: 'own', ack: 2 }, { conv: 'g:c', user: 'stranger', ack: 9 }];
     // Many more moves than one chunk, all for other (absent) rows.
@@ -47,11 +47,13 @@ describe.each(modes)('MessageStore cursors on %s', (mode) => {
     expect((await store.userConversations('m2'))[0]).toMatchObject({ ackSeq: 8, readSeq: 8, lastSeq: 8 });
   });
 
-  it('keeps last_seq hints forward-only', async () => {
-    await store.ensureDm('dm:p:q', 'p', 'q', 1);
-    await store.updateLastSeqs(new Map([['dm:p:q', 9], ['g:c', 4]]));
-    await store.updateLastSeqs(new Map([['dm:p:q', 3]]));
-    const rows = await db.connection.execute<Array<{ id: string; last_seq: number }>>('SELECT id, last_seq FROM conversation ORDER BY id', [], 'all');
-    expect(rows.map((r) => [r.id, Number(r.last_seq)])).toEqual([['dm:p:q', 9], ['g:c', 4]]);
+  it('clamps each conversation to its own last message, and a conversation without messages to 0', async () => {
+    await store.ensureDm('dm:p:q', 'p', 'q');
+    await store.createGroup('g:d', 'own', ['p']);
+    await store.insertMessages(Array.from({ length: 3 }, (_, i) => ({ conv: 'g:d', seq: i + 1, mid: `${mode}d${i}`, from: 'own', cmid: `d${i}`, kind: 'text', bodyJson: '1', ts: 1 })));
+    await store.applyCursors([{ conv: 'dm:p:q', user: 'p', ack: 5, read: 5 }, { conv: 'g:d', user: 'p', ack: 7, read: 2 }]);
+    const p = Object.fromEntries((await store.userConversations('p')).map((c) => [c.conv, c]));
+    expect(p['dm:p:q']).toMatchObject({ lastSeq: 0, ackSeq: 0, readSeq: 0 });
+    expect(p['g:d']).toMatchObject({ lastSeq: 3, ackSeq: 3, readSeq: 2 });
   });
 });

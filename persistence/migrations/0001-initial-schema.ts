@@ -1,7 +1,8 @@
 /**
- * Migration 1: the three tables. Written as SQL per dialect (rather than generated) so the
- * MySQL side gets a binary collation — user ids are case-sensitive — and explicit key names.
- * `IF NOT EXISTS` keeps it safe if two nodes race past the migration lock.
+ * Migration 1: the three tables as first shipped (later migrations change them; see index.ts).
+ * Written as SQL per dialect (rather than generated) so the MySQL side gets a binary collation
+ * — user ids are case-sensitive — and explicit key names. `IF NOT EXISTS` keeps it safe if two
+ * nodes race past the migration lock. Shipped: never edit, add a migration instead.
  */
 import { Migration } from '@mikro-orm/migrations';
 import type { Dialect } from '../dialect.ts';
@@ -77,8 +78,7 @@ const sqlite: TableSql = {
   `CREATE UNIQUE INDEX IF NOT EXISTS uq_message_cmid ON message (conversation_id, sender_id, cmid)`],
 };
 
-/** The schema as SQL per dialect and table (the storage-ceiling benchmark writes the same `message` table). */
-export const schemaSql: Record<Dialect, TableSql> = { mysql, sqlite };
+const schemaSql: Record<Dialect, TableSql> = { mysql, sqlite };
 
 /** Builds the migration class for one dialect (MikroORM instantiates it itself). */
 export function initialSchema(dialect: Dialect) {

@@ -1,0 +1,16 @@
+/**
+ * The schema of the record, as the ordered list of MikroORM migrations: the only definition of
+ * the tables (there are no entity copies; queries are SQL in message-store.ts). A database at any
+ * earlier step is brought forward by the migrations it has not run yet. Names are what
+ * `mikro_orm_migrations` records: never rename or reorder one that has shipped.
+ */
+import type { Dialect } from '../dialect.ts';
+import { initialSchema } from './0001-initial-schema.ts';
+import { dropUnreadColumns } from './0002-drop-unread-columns.ts';
+
+export function migrationsFor(dialect: Dialect) {
+  return [
+    { name: '0001_initial_schema', class: initialSchema(dialect) },
+    { name: '0002_drop_unread_columns', class: dropUnreadColumns(dialect) },
+  ];
+}
