@@ -16,6 +16,7 @@
 import { ProtocolError, unavailable } from '../protocol/errors.ts';
 import { parseConvId, type ParsedConv } from '../protocol/ids.ts';
 import type { MsgFrame } from '../protocol/frames.ts';
+import { encodeMsg, encodeReceipt, encodeRecalled, encodeTyping, msgFrame } from '../protocol/encode.ts';
 import type { RecordStore, NewMessage, StoredMessage, SentRecord } from '../persistence/message-store.ts';
 import { DuplicateKeyError } from '../persistence/message-store.ts';
 import type { ConvRequest, ConvReply, SendResult } from './conversation-protocol.ts';
@@ -344,7 +345,7 @@ export class ConversationCore {
     if (this.now() - m.ts > this.deps.recallWindowMs) throw new ProtocolError('forbidden', 'the recall window has passed');
     if (m.recalledAt === null) {
       const changed = await this.deps.store.recall(this.id, seq, this.now()).catch(() => { throw unavailable('the message store'); });
-      if (changed) this.deps.delivery.event(this.memberList, JSON.stringify({ t: 'recalled', conv: this.id, seq, by: user }));
+      if (changed) this.deps.delivery.event(this.memberList, encodeRecalled({ conv: this.id, seq, by: user }));
     }
     return {};
   }
@@ -367,9 +368,9 @@ export class ConversationCore {
     this.deps.moveCursor(this.id, user, ackMoved ? ackTo : undefined, readMoved ? readTo : undefined);
     if (ackMoved && this.parsed.kind === 'dm') {
       const other = this.parsed.a === user ? this.parsed.b : this.parsed.a;
-      this.deps.delivery.event([other], JSON.stringify({ t: 'receipt', conv: this.id, user, delivered: ackTo }));
+      this.deps.delivery.event([other], encodeReceipt({ conv: this.id, user, delivered: ackTo }));
     }
-    if (readMoved) this.deps.delivery.event(this.memberList, JSON.stringify({ t: 'receipt', conv: this.id, user, read: readTo }), user);
+    if (readMoved) this.deps.delivery.event(this.memberList, encodeReceipt({ conv: this.id, user, read: readTo }), user);
     return {};
   }
 
@@ -379,7 +380,7 @@ export class ConversationCore {
     const now = this.now();
     if (now - (this.typingAt.get(user) ?? -Infinity) < TYPING_RELAY_MS) return {};
     this.typingAt.set(user, now);
-    this.deps.delivery.event(this.memberList, JSON.stringify({ t: 'typing', conv: this.id, user }), user);
+    this.deps.delivery.event(this.memberList, encodeTyping({ conv: this.id, user }), user);
     return {};
   }
 
@@ -429,12 +430,15 @@ export class ConversationCore {
 
 /** The `msg` frame for a freshly committed row, built once per message (the body is spliced in as stored). */
 export function msgJson(r: NewMessage): string {
-  return `{"t":"msg","conv":${JSON.stringify(r.conv)},"seq":${r.seq},"mid":"${r.mid}","from":${JSON.stringify(r.from)},"cmid":${JSON.stringify(r.cmid)},"ts":${r.ts},"kind":${JSON.stringify(r.kind)},"body":${r.bodyJson}}`;
+  return encodeMsg(r, r.bodyJson);
 }
 
+/** The `msg` frame of a stored message as JSON text (login backlog, catch-up): the stored body is spliced in, not parsed. */
+export function storedMsgJson(m: StoredMessage): string {
+  return encodeMsg(m, m.recalledAt !== null ? null : m.bodyJson);
+}
+
+/** The `msg` frame of a stored message as an object (`batch` answers); same frame as storedMsgJson. */
 export function toMsgFrame(m: StoredMessage): MsgFrame {
-  const f: MsgFrame = { t: 'msg', conv: m.conv, seq: m.seq, mid: m.mid, from: m.from, cmid: m.cmid, ts: m.ts, kind: m.kind };
-  if (m.recalledAt !== null || m.bodyJson === null) f.recalled = true;
-  else f.body = JSON.parse(m.bodyJson) as unknown;
-  return f;
+  return msgFrame(m, m.recalledAt !== null ? null : m.bodyJson);
 }

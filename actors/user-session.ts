@@ -25,7 +25,7 @@ import type { ClientFrame, ClientFrameOf, KickReason, ServerFrame } from '../pro
 import { dmConvId, groupConvId, parseConvId } from '../protocol/ids.ts';
 import type { RecordStore } from '../persistence/message-store.ts';
 import type { ConversationService } from './conversation-protocol.ts';
-import { toMsgFrame } from './conversation.ts';
+import { storedMsgJson } from './conversation.ts';
 import type { MessagePush } from './delivery.ts';
 
 /** What a session needs of its socket; the gateway implements it over uWebSockets.js. */
@@ -178,7 +178,7 @@ export class UserSession {
           // would otherwise trip the backpressure limit and close the socket on every login.
           if (this.conn.buffered() > MAX_UNREAD_BYTES) await this.readDown();
           if (this.closed) return;
-          this.pushTracked(c.conv, r.seq, JSON.stringify(toMsgFrame(r)), 'backlog');
+          this.pushTracked(c.conv, r.seq, storedMsgJson(r), 'backlog');
         }
       } catch (e) {
         this.deps.log.warn({ user: this.user, conv: c.conv, err: String(e) }, 'login backlog failed; client will sync');
@@ -209,7 +209,7 @@ export class UserSession {
       const rows = await store.history(c.conv, after, config.loginPushMax);
       for (const r of rows) {
         if (r.seq > (this.highestPushed?.get(c.conv) ?? 0)) pushed++;
-        this.pushTracked(c.conv, r.seq, JSON.stringify(toMsgFrame(r)), 'backlog');
+        this.pushTracked(c.conv, r.seq, storedMsgJson(r), 'backlog');
       }
     }
     return pushed;
