@@ -90,6 +90,13 @@ export async function startNode(config: NodeConfig, log: Logger = createLogger(c
     }, metrics, config.sessionShards);
     const sm = sessions;
     if (cluster) {
+      const presence = cluster.presence;
+      sm.setAnnouncer({
+        online: (user, device) => presence.announce(user, device, true),
+        offline: (user, device) => { void presence.announce(user, device, false); },
+      });
+    }
+    if (cluster) {
       // After this node was cut off from NATS, pushes other nodes sent it meanwhile are lost.
       // Once peers have resubscribed too (a few heartbeats), devices here catch up from the record.
       const c = cluster;
@@ -101,17 +108,9 @@ export async function startNode(config: NodeConfig, log: Logger = createLogger(c
     }
 
     const gateway = new Gateway(config, {
-      openSession: async (user: string, device: string, conn: Connection) => {
-        const entry = await sm.open(user, device, conn);
-        // In a cluster the login is known to every node before the backlog is read (see Presence).
-        if (cluster) await cluster.presence.announce(user, device, true);
-        return entry;
-      },
-      closeSession: (entry: SessionEntry) => {
-        const wasCurrent = directory.get(entry.session.user, entry.session.device)?.session === entry.session;
-        sm.close(entry);
-        if (cluster && wasCurrent) void cluster.presence.announce(entry.session.user, entry.session.device, false);
-      },
+      openSession: (user: string, device: string, conn: Connection, rid: string, stillWanted: () => boolean) => sm.open(user, device, conn, rid, stillWanted),
+      closeSession: (entry: SessionEntry) => sm.close(entry),
+      kickSession: (entry: SessionEntry, reason) => sm.kick(entry, reason),
       healthy: async () => {
         const dbUp = await withTimeout(store.ping().then(() => true, () => false), 1000, false);
         return dbUp && (!cluster || cluster.nats.connected);
@@ -130,8 +129,7 @@ export async function startNode(config: NodeConfig, log: Logger = createLogger(c
         // Commits in flight finish and their `sent` answers go out before the sockets close.
         await withTimeout(persistence.drain(), config.shutdownGraceMs, undefined);
         await new Promise((r) => setImmediate(r));
-        const devices = [...directory.all()].map((e) => ({ user: e.session.user, device: e.session.device }));
-        sm.kickAll('shutdown');
+        const devices = sm.kickAll('shutdown');
         gateway.closeAll();
         registry.stop();
         if (cluster) {

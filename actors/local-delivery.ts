@@ -1,10 +1,12 @@
 /**
- * Delivery to the sessions of this node. Pushes call the UserSession directly rather than
- * through its mailbox: fan-out is the hottest path, the session lives in this process, and a
- * push only appends to the socket and to the session's unacked map, synchronously.
+ * Delivery to the sessions of this node: one message to each device's UserSession actor. A push
+ * to a session that closed meanwhile is dropped (the message stays in the record; the device
+ * gets it on its next login).
  */
 import type { Delivery, DeviceKey, MessagePush } from './delivery.ts';
 import type { SessionDirectory } from './session-directory.ts';
+
+const dropped = (): void => undefined;
 
 export class LocalDelivery implements Delivery {
   constructor(private readonly sessions: SessionDirectory) {}
@@ -12,8 +14,8 @@ export class LocalDelivery implements Delivery {
   message(users: readonly string[], push: MessagePush, skip?: DeviceKey): void {
     for (const u of users) {
       for (const e of this.sessions.devices(u)) {
-        if (skip && skip.user === u && skip.device === e.session.device) continue;
-        e.session.push(push);
+        if (skip && skip.user === u && skip.device === e.device) continue;
+        e.actor.send('push', push).catch(dropped);
       }
     }
   }
@@ -21,7 +23,7 @@ export class LocalDelivery implements Delivery {
   event(users: readonly string[], json: string, skipUser?: string): void {
     for (const u of users) {
       if (u === skipUser) continue;
-      for (const e of this.sessions.devices(u)) e.session.event(json);
+      for (const e of this.sessions.devices(u)) e.actor.send('event', json).catch(dropped);
     }
   }
 }

@@ -1,12 +1,12 @@
 /**
- * Directory of this node's sessions: user → device → UserSession (with its actor). The local
- * half of the directory (docs/design.md); in a cluster the Redis directory adds which node holds
- * which device. Delivery reads it on every push, so lookups are plain Map reads.
+ * Directory of this node's sessions: user → device → the UserSession actor's reference. The
+ * local half of the directory (docs/design.md); in a cluster the presence replica adds which
+ * node holds which device. Delivery reads it on every push, so lookups are plain Map reads.
+ * It holds references only: a session's state is reached by sending its actor a message.
  */
 import type { ActorRef } from './system.ts';
-import type { UserSession } from './user-session.ts';
 
-export interface SessionEntry { session: UserSession; actor: ActorRef }
+export interface SessionEntry { readonly user: string; readonly device: string; readonly actor: ActorRef }
 
 export class SessionDirectory {
   private readonly byUser = new Map<string, Map<string, SessionEntry>>();
@@ -26,7 +26,7 @@ export class SessionDirectory {
 
   /** Registers a session, returning the one it replaces (same user and device), if any. */
   add(entry: SessionEntry): SessionEntry | undefined {
-    const { user, device } = entry.session;
+    const { user, device } = entry;
     let m = this.byUser.get(user);
     if (!m) this.byUser.set(user, (m = new Map()));
     const old = m.get(device);
@@ -35,15 +35,19 @@ export class SessionDirectory {
     return old;
   }
 
-  /** Removes the session if it is still the registered one for its user and device. */
-  remove(session: UserSession): boolean {
-    const m = this.byUser.get(session.user);
-    const cur = m?.get(session.device);
-    if (!m || cur?.session !== session) return false;
-    m.delete(session.device);
-    if (m.size === 0) this.byUser.delete(session.user);
+  /** Removes the entry if it is still the registered one for its user and device. */
+  remove(entry: SessionEntry): boolean {
+    const m = this.byUser.get(entry.user);
+    const cur = m?.get(entry.device);
+    if (!m || cur !== entry) return false;
+    m.delete(entry.device);
+    if (m.size === 0) this.byUser.delete(entry.user);
     this.count--;
     return true;
+  }
+
+  isCurrent(entry: SessionEntry): boolean {
+    return this.byUser.get(entry.user)?.get(entry.device) === entry;
   }
 
   *all(): Iterable<SessionEntry> {

@@ -1,33 +1,36 @@
 /**
- * Opens and closes UserSession actors. Sessions are children of supervisor shards (comedy
- * removes a child in O(siblings), so one flat parent of 100k sessions would be quadratic).
- * A second login of the same user and device replaces the first, which is kicked.
+ * The one owner of a session's life on this node: open → announce → backlog → live → close.
+ *
+ *  - open: spawns the device's UserSession actor (under a supervisor shard: comedy removes a
+ *    child in O(siblings), so one flat parent of 100k sessions would be quadratic), registers
+ *    it in the directory (kicking the same device's previous session with `replaced`), announces
+ *    the device to the cluster and waits for that, then has the actor send `login_ok` and start
+ *    its backlog. From registration on, pushes reach the actor; it holds those that come before
+ *    `login_ok` (see UserSession).
+ *  - close: unregisters, announces the device gone (if it was still the current one), and
+ *    destroys the actor.
+ *
+ * Nothing here holds a UserSession: every step is a message to the session's actor.
  */
 import { fnv1a } from '../core/hash.ts';
 import type { Metrics } from '../core/metrics.ts';
-import type { ClientFrame, KickReason } from '../protocol/frames.ts';
+import type { KickReason } from '../protocol/frames.ts';
 import type { SessionDirectory, SessionEntry } from './session-directory.ts';
-import { Supervisor, spawn, type ActorRef, type ParentActor, type SelfActor } from './system.ts';
-import { UserSession, type Connection, type SessionDeps } from './user-session.ts';
+import { Supervisor, type ParentActor } from './system.ts';
+import { UserSessionActor, type Connection, type SessionDeps } from './user-session.ts';
 
-class UserSessionActor {
-  private session!: UserSession;
-
-  initialize(self: SelfActor): void {
-    this.session = (self.getCustomParameters() as { session: UserSession }).session;
-  }
-
-  frame(f: ClientFrame): Promise<void> {
-    return this.session.handle(f);
-  }
-
-  destroy(): void {
-    this.session.dispose();
-  }
+/** Who else must learn that a device came or went: the cluster's presence replica, or nobody. */
+export interface DeviceAnnouncer {
+  /** Resolves once every live node knows the device is here (so no push for it can miss it). */
+  online(user: string, device: string): Promise<void>;
+  offline(user: string, device: string): void;
 }
+
+export const noAnnouncer: DeviceAnnouncer = { online: () => Promise.resolve(), offline: () => undefined };
 
 export class SessionManager {
   private readonly shards: Supervisor[] = [];
+  private announcer: DeviceAnnouncer = noAnnouncer;
 
   private constructor(private readonly directory: SessionDirectory, private readonly deps: SessionDeps, private readonly metrics: Metrics) {}
 
@@ -37,26 +40,52 @@ export class SessionManager {
     return m;
   }
 
-  /** Creates the session for a verified login, kicking the device's previous socket on this node. */
-  async open(user: string, device: string, conn: Connection): Promise<SessionEntry> {
-    const session = new UserSession(user, device, conn, this.deps);
-    const actor = await this.shards[fnv1a(`${user}/${device}`) % this.shards.length].spawn(UserSessionActor, { session });
-    const entry: SessionEntry = { session, actor };
+  /** Set once the cluster runtime exists (it needs this manager to kick replaced devices). */
+  setAnnouncer(a: DeviceAnnouncer): void {
+    this.announcer = a;
+  }
+
+  /**
+   * A verified login: spawns and registers the session, announces it, and resolves once its
+   * actor has sent `login_ok` (rid). The backlog follows in the actor. If `stillWanted` says the
+   * socket went away meanwhile, the session is closed instead and null is returned.
+   */
+  async open(user: string, device: string, conn: Connection, rid: string, stillWanted: () => boolean): Promise<SessionEntry | null> {
+    const actor = await this.shards[fnv1a(`${user}/${device}`) % this.shards.length].spawn(UserSessionActor, { user, device, conn, deps: this.deps });
+    const entry: SessionEntry = { user, device, actor };
     const old = this.directory.add(entry);
     if (old) this.retire(old, 'replaced');
     this.metrics.sessions.set(this.directory.size);
+    try {
+      // In a cluster the login is known to every node before the backlog is read (cluster/presence.ts).
+      await this.announcer.online(user, device);
+      if (!stillWanted()) {
+        this.close(entry);
+        return null;
+      }
+      await actor.sendAndReceive('start', rid);
+    } catch (e) {
+      this.close(entry);
+      throw e;
+    }
     return entry;
   }
 
-  /** The socket closed: forget the session and stop its actor. */
+  /** The socket closed: forget the session, tell the cluster, stop its actor. */
   close(entry: SessionEntry): void {
-    this.directory.remove(entry.session);
-    entry.session.dispose();
+    if (this.directory.remove(entry)) this.announcer.offline(entry.user, entry.device);
     this.metrics.sessions.set(this.directory.size);
     void entry.actor.destroy().catch(() => undefined);
   }
 
-  /** Kicks a local session of (user, device), if there is one. */
+  /** Kicks the session of a logged-in socket (its token expired): the device is gone. */
+  kick(entry: SessionEntry, reason: KickReason): void {
+    if (!this.directory.isCurrent(entry)) return;
+    this.retire(entry, reason);
+    this.announcer.offline(entry.user, entry.device);
+  }
+
+  /** Kicks a local session of (user, device), if there is one (a login elsewhere replaced it: the device stays online). */
   kickLocal(user: string, device: string, reason: KickReason): boolean {
     const e = this.directory.get(user, device);
     if (!e) return false;
@@ -65,29 +94,33 @@ export class SessionManager {
   }
 
   /**
-   * Runs UserSession.catchUp for every session of this node, a few at a time so that a node
-   * with many sessions does not flood the database. Returns how many messages it pushed.
+   * Has every session of this node push what it should hold but was never pushed (after this
+   * node was cut off from the cluster bus), a few at a time so that a node with many sessions
+   * does not flood the database. Returns how many messages were pushed.
    */
   async catchUpAll(concurrency = 4): Promise<number> {
     const queue = [...this.directory.all()];
     let pushed = 0;
     const worker = async () => {
       for (let e = queue.shift(); e; e = queue.shift()) {
-        pushed += await e.session.catchUp().catch(() => 0);
+        pushed += await (e.actor.sendAndReceive('catchUp') as Promise<number>).catch(() => 0);
       }
     };
     await Promise.all(Array.from({ length: concurrency }, worker));
     return pushed;
   }
 
-  kickAll(reason: KickReason): void {
-    for (const e of [...this.directory.all()]) this.retire(e, reason);
+  /** Every session gets `kicked` with the reason and its socket closes (shutdown). */
+  kickAll(reason: KickReason): Array<{ user: string; device: string }> {
+    const all = [...this.directory.all()];
+    for (const e of all) this.retire(e, reason);
+    return all.map((e) => ({ user: e.user, device: e.device }));
   }
 
+  /** Unregisters a session and has its actor send `kicked` and close the socket, then stops it. */
   private retire(e: SessionEntry, reason: KickReason): void {
-    this.directory.remove(e.session);
-    e.session.kick(reason);
+    this.directory.remove(e);
     this.metrics.sessions.set(this.directory.size);
-    void e.actor.destroy().catch(() => undefined);
+    void e.actor.send('kick', reason).finally(() => e.actor.destroy()).catch(() => undefined);
   }
 }

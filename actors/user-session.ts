@@ -27,6 +27,7 @@ import type { RecordStore } from '../persistence/message-store.ts';
 import type { ConversationService } from './conversation-protocol.ts';
 import { storedMsgJson } from './conversation.ts';
 import type { MessagePush } from './delivery.ts';
+import type { SelfActor } from './system.ts';
 
 /** What a session needs of its socket; the gateway implements it over uWebSockets.js. */
 export interface Connection {
@@ -449,4 +450,54 @@ export class UserSession {
 
 function unique(list: string[]): string[] {
   return [...new Set(list)];
+}
+
+/**
+ * The comedy actor of one device's session: the only holder of its UserSession. Everything else
+ * (gateway frames, pushes and events from delivery, kicks, catch-up, close) reaches the session
+ * by a message to this actor.
+ *
+ * Mailbox discipline: comedy's in-memory mode starts a handler as soon as its message arrives,
+ * also while an earlier one awaits. The session's state that must not interleave is guarded in
+ * UserSession itself: pushes before `login_ok` wait in `early`, pushes for a conversation whose
+ * backlog is loading wait in `held` (merged in seq order after it), and per-conversation
+ * `highestPushed` drops anything already pushed; every other handler changes state
+ * synchronously, before or after its one await, so interleaving cannot tear it.
+ */
+export class UserSessionActor {
+  private session!: UserSession;
+
+  initialize(self: SelfActor): void {
+    const p = self.getCustomParameters() as { user: string; device: string; conn: Connection; deps: SessionDeps };
+    this.session = new UserSession(p.user, p.device, p.conn, p.deps);
+  }
+
+  /** Sends login_ok and starts the backlog. */
+  start(rid: string): Promise<void> {
+    return this.session.start(rid);
+  }
+
+  frame(f: ClientFrame): Promise<void> {
+    return this.session.handle(f);
+  }
+
+  push(p: MessagePush): void {
+    this.session.push(p);
+  }
+
+  event(json: string): void {
+    this.session.event(json);
+  }
+
+  kick(reason: KickReason): void {
+    this.session.kick(reason);
+  }
+
+  catchUp(): Promise<number> {
+    return this.session.catchUp();
+  }
+
+  destroy(): void {
+    this.session.dispose();
+  }
 }

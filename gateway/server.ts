@@ -30,8 +30,14 @@ import { NAME_RE } from '../protocol/ids.ts';
 
 /** What the gateway needs from the node behind it. */
 export interface GatewayHost {
-  openSession(user: string, device: string, conn: Connection): Promise<SessionEntry>;
+  /**
+   * Opens the session of a verified login and resolves once `login_ok` (rid) is out, or with
+   * null when `stillWanted` turned false meanwhile (the socket closed; the session is gone too).
+   */
+  openSession(user: string, device: string, conn: Connection, rid: string, stillWanted: () => boolean): Promise<SessionEntry | null>;
   closeSession(entry: SessionEntry): void;
+  /** Kicks the session of a socket whose token expired. */
+  kickSession(entry: SessionEntry, reason: 'auth_expired'): void;
   /** Whether the node can accept and persist messages right now. */
   healthy(): Promise<boolean>;
   metricsText(): Promise<string>;
@@ -285,7 +291,7 @@ export class Gateway {
     this.metrics.framesIn.inc({ t: 'bad' });
     this.error(ws, 'bad_request', message, rid);
     if (s.badFrames > this.config.badFrameLimit) {
-      this.log.info({ user: s.entry?.session.user }, 'closing socket after repeated bad frames');
+      this.log.info({ user: s.entry?.user }, 'closing socket after repeated bad frames');
       s.conn.close(1008, 'too many bad frames');
     }
   }
@@ -320,21 +326,21 @@ export class Gateway {
       return;
     }
     if (closed()) return;
-    let entry: SessionEntry;
+    let entry: SessionEntry | null;
     try {
-      entry = await this.host.openSession(user, f.device ?? 'default', s.conn);
+      // Resolves once login_ok is out; the backlog follows while the socket is live, so the
+      // client's acks for it go straight to the session (they are not queued here).
+      entry = await this.host.openSession(user, f.device ?? 'default', s.conn, f.rid, () => !closed());
     } catch (e) {
       this.log.warn({ user, err: String(e) }, 'opening session failed');
+      if (closed()) return;
       this.error(ws, 'unavailable', 'cannot open a session now, retry later', f.rid);
       s.conn.close(1011, 'unavailable');
       return;
     }
+    if (!entry) return;
     if (closed()) { this.host.closeSession(entry); return; }
     s.entry = entry;
-    // start() returns once login_ok is out; the backlog follows while the socket is live, so the
-    // client's acks for it go straight to the session (they are not queued here).
-    await entry.session.start(f.rid);
-    if (closed()) return;
     s.phase = 'ready';
     const queued = s.queued;
     s.queued = [];
@@ -362,7 +368,8 @@ export class Gateway {
       } else if (now - s.lastSeen > silentLimit) {
         s.conn.close(4002, 'heartbeat timeout');
       } else if (s.authExpMs !== null && now >= s.authExpMs && s.entry) {
-        s.entry.session.kick('auth_expired');
+        this.host.kickSession(s.entry, 'auth_expired');
+        s.authExpMs = null;
       }
     }
   }

@@ -82,7 +82,9 @@ export async function startChatNode(opts: ChatNodeOptions = {}): Promise<ChatNod
 
   const launch = async (): Promise<Spawned> => {
     log.note(`starting node ${nodeId}: ${process.execPath} --import tsx ${entry} (port ${port})`);
-    const proc = await spawnTracked(process.execPath, ['--import', 'tsx', entry], {
+    // IM_TEST_NODE_ARGS adds node flags to every spawned node, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile the node under a bench.
+    const extraArgs = (process.env.IM_TEST_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
+    const proc = await spawnTracked(process.execPath, [...extraArgs, '--import', 'tsx', entry], {
       cwd: REPO_ROOT,
       env: childEnv,
       log,
