@@ -24,6 +24,8 @@ export interface DatabaseOptions {
   dataDir: string;
   /** Connections in the MySQL pool. */
   poolSize?: number;
+  /** Stop after this migration (by name): for tests that open a database as an older version left it. */
+  migrateTo?: string;
 }
 
 const MIGRATION_LOCK = 'actor_im_migrations';
@@ -67,14 +69,15 @@ export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
     await connection.execute('PRAGMA synchronous = FULL');
     await connection.execute('PRAGMA busy_timeout = 5000');
   }
-  await migrate(orm, connection, dialect);
+  await migrate(orm, connection, dialect, opts.migrateTo);
   return { orm, dialect, connection, close: () => orm.close(true) };
 }
 
-async function migrate(orm: MikroORM, connection: AbstractSqlConnection, dialect: Dialect): Promise<void> {
+async function migrate(orm: MikroORM, connection: AbstractSqlConnection, dialect: Dialect, to?: string): Promise<void> {
   const migrator = orm.getMigrator();
+  const up = () => migrator.up(to ? { to } : undefined);
   if (dialect === 'sqlite') {
-    await migrator.up();
+    await up();
     return;
   }
   // GET_LOCK belongs to one session: hold a dedicated connection for the lock's lifetime.
@@ -85,7 +88,7 @@ async function migrate(orm: MikroORM, connection: AbstractSqlConnection, dialect
   try {
     const got = (await raw(`SELECT GET_LOCK('${MIGRATION_LOCK}', 60) AS got`)) as unknown as [Array<{ got: number }>];
     if (got[0]?.[0]?.got !== 1) throw new Error('could not take the schema migration lock within 60 s');
-    await migrator.up();
+    await up();
   } finally {
     await raw(`SELECT RELEASE_LOCK('${MIGRATION_LOCK}')`).catch(() => undefined);
     await client.releaseConnection(conn);

@@ -1,0 +1,60 @@
+/**
+ * Migrations forward, on both databases: a record left by the first schema (0001, with the
+ * columns that were written but never read) opens with the current code, keeps its data, loses
+ * only those columns, and the store works on it.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openDatabase } from '../../persistence/database.ts';
+import { MessageStore } from '../../persistence/message-store.ts';
+import { startMariaDB, type ServerHandle } from '../harness/servers.ts';
+
+const modes = [['sqlite'], ['mariadb']] as const;
+
+describe.each(modes)('migrations forward on %s', (mode) => {
+  let dir: string;
+  let maria: ServerHandle | null = null;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'im-migr-'));
+    if (mode === 'mariadb') maria = await startMariaDB();
+  });
+  afterAll(async () => {
+    await maria?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('opens a 0001 record, keeps its rows and drops only the never-read columns', async () => {
+    const opts = { dataDir: dir, mysqlUrl: maria?.url };
+    const old = await openDatabase({ ...opts, migrateTo: '0001_initial_schema' });
+    const x = (sql: string, p: unknown[] = []) => old.connection.execute(sql, p, 'run');
+    await x(`INSERT INTO conversation (id, kind, owner_id, last_seq, created_at) VALUES ('dm:a:b', 'dm', NULL, 2, 100)`);
+    await x(`INSERT INTO conversation_member (conversation_id, user_id, role, ack_seq, read_seq, joined_at) VALUES ('dm:a:b', 'a', 'member', 1, 1, 100), ('dm:a:b', 'b', 'member', 0, 0, 100)`);
+    await x(`INSERT INTO message (conversation_id, seq, mid, sender_id, cmid, kind, body, created_at) VALUES ('dm:a:b', 1, '11', 'a', 'c1', 'text', '"x"', 5), ('dm:a:b', 2, '12', 'b', 'c2', 'text', '"y"', 6)`);
+    await old.close();
+
+    const db = await openDatabase(opts);
+    try {
+      const cols = async (t: string) => (mode === 'mariadb'
+        ? (await db.connection.execute<Array<{ c: string }>>('SELECT column_name AS c FROM information_schema.columns WHERE table_schema = DATABASE() AND table_name = ? ORDER BY ordinal_position', [t], 'all')).map((r) => r.c)
+        : (await db.connection.execute<Array<{ name: string }>>(`PRAGMA table_info(${t})`, [], 'all')).map((r) => r.name));
+      expect(await cols('conversation')).toEqual(['id', 'kind', 'owner_id']);
+      expect(await cols('conversation_member')).toEqual(['conversation_id', 'user_id', 'role', 'ack_seq', 'read_seq']);
+      // The names outside tools read stay.
+      expect(await cols('message')).toEqual(['conversation_id', 'seq', 'mid', 'sender_id', 'cmid', 'kind', 'body', 'created_at', 'recalled_at']);
+      const store = new MessageStore(db);
+      expect(await store.userConversations('a')).toEqual([{ conv: 'dm:a:b', lastSeq: 2, ackSeq: 1, readSeq: 1 }]);
+      expect((await store.history('dm:a:b', 0, 10)).map((m) => [m.seq, m.bodyJson, m.ts])).toEqual([[1, '"x"', 5], [2, '"y"', 6]]);
+      await store.ensureDm('dm:a:c', 'a', 'c');
+      await store.createGroup('g:n', 'a', ['b']);
+      expect((await store.userConversations('a')).map((c) => c.conv)).toEqual(['dm:a:b', 'dm:a:c', 'g:n']);
+    } finally {
+      await db.close();
+    }
+    // Opening again runs nothing new.
+    const again = await openDatabase(opts);
+    await again.close();
+  });
+});
