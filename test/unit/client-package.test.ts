@@ -60,13 +60,14 @@ async function deadUrl(): Promise<string> {
 }
 
 describe('@actor-im/client package', () => {
-  it('the bundle imports nothing (no node: builtins, no zod, no server code)', () => {
+  it('the bundle is browser-safe: imports nothing (no node: builtins, no zod, no server code), no Node globals', () => {
     const js = readFileSync(join(clientDir, 'dist/index.js'), 'utf8');
     expect(js).not.toMatch(/\bnode:/);
     expect(js).not.toMatch(/^\s*import\s/m);
     expect(js).not.toMatch(/\bimport\s*\(/);
     expect(js).not.toMatch(/\brequire\s*\(/);
     expect(js).not.toMatch(/\bzod\b/);
+    expect(js).not.toMatch(/\bprocess\.|\bBuffer\b|__dirname|import\.meta/); // Node globals / module-relative paths
     expect(js).toMatch(/export\s*\{[^}]*\bChatClient\b/);
   });
 
