@@ -197,6 +197,28 @@ async function answers(c: TestClient, rids: Iterable<string>, timeoutMs = 15_000
   }
 }
 
+/**
+ * Sends `n` frames built by `make` as requests, at most `window` unanswered at a time; an answer
+ * `rate_limited` is retried (same cmid) after 100 ms. Resolves with how many were answered `sent`.
+ */
+async function sendMany(c: TestClient, n: number, make: (k: number) => { t: string; [k: string]: unknown }, window = 32): Promise<number> {
+  let next = 0;
+  let ok = 0;
+  const worker = async (): Promise<void> => {
+    while (next < n) {
+      const k = next++;
+      for (let attempt = 0; attempt < 50; attempt++) {
+        const a = await c.request(make(k), 30_000).catch(() => null);
+        if (a?.t === 'sent') { ok++; break; }
+        if (a?.t !== 'error' || a.code !== 'rate_limited') break;
+        await sleep(100);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: window }, worker));
+  return ok;
+}
+
 const countBy = <T>(xs: Iterable<T>, key: (x: T) => string): Record<string, number> => {
   const out: Record<string, number> = {};
   for (const x of xs) out[key(x)] = (out[key(x)] ?? 0) + 1;
@@ -932,6 +954,42 @@ describe('hostile clients', () => {
       // With the 1 MiB unread bound that sync and convs have, 8 sockets hold ~8 MiB; with only the
       // 16 MiB backpressure limit they hold up to 128 MiB (and N sockets N x 16 MiB).
       expect(grewMiB, `RSS grew ${grewMiB.toFixed(1)} MiB for 8 sockets that do not read`).toBeLessThan(40);
+    });
+
+    it('bounds what it holds for a client that stops reading during its login backlog (live pushes held behind a stalled backlog)', { timeout: 90_000 }, async () => {
+      currentTest = 'stalled backlog';
+      const x = `stallx${TAG}`;
+      const y = `stally${TAG}`;
+      const body = 'b'.repeat(15_000);
+      const senders = await Promise.all(Array.from({ length: 10 }, (_, i) => loginAs(y, `y${i}`)));
+      // A backlog of 500 x 15 KB for x.
+      const backlog = await Promise.all(senders.slice(0, 5).map((c, i) => sendMany(c, 100, (k) => ({ t: 'send', to: x, cmid: `b${i}-${k}`, body }))));
+      expect(backlog).toEqual([100, 100, 100, 100, 100]);
+      // x logs in and stops reading right after login_ok: its backlog cannot drain.
+      attackers.add(x);
+      const ws = new WebSocket(node.wsUrl);
+      ws.on('error', () => undefined);
+      let closedBy: number | null = null;
+      ws.on('close', (code) => { closedBy = code; });
+      let seen = 0;
+      ws.on('message', () => { if (++seen === 1) (ws as unknown as { _socket: net.Socket })._socket.pause(); });
+      await new Promise((r) => ws.once('open', r));
+      ws.send(JSON.stringify({ t: 'login', rid: 'L', token: await tok(x) }));
+      await sleep(2000);
+      const rssBefore = rssKiB();
+      // Then 1,600 live messages (24 MB) for x: more than the 16 MiB a socket may queue.
+      const t0 = Date.now();
+      const live = await Promise.all(senders.map((c, i) => sendMany(c, 160, (k) => ({ t: 'send', to: x, cmid: `l${i}-${k}`, body }), 8)));
+      expect(live.reduce((a, b) => a + b, 0), 'live messages stored').toBe(1600);
+      await sleep(1500);
+      const grewMiB = (rssKiB() - rssBefore) / 1024;
+      const closedByServer: number | null = closedBy;
+      console.log(`stalled backlog: 24 MB of live messages for a client that does not read, in ${Date.now() - t0} ms: its socket ${closedByServer === null ? 'still open' : `closed (${String(closedByServer)})`}, RSS +${grewMiB.toFixed(1)} MiB`);
+      ws.terminate();
+      await Promise.all(senders.map((c) => c.close()));
+      expect(await guard('stalled backlog')).toBe(true);
+      // Either the socket is dropped (docs: 16 MiB queued), or what the node keeps for it stays small.
+      expect(closedByServer !== null || grewMiB < 40, `socket ${closedByServer === null ? 'still open' : 'closed'} and RSS grew ${grewMiB.toFixed(1)} MiB holding pushes for a client that reads nothing`).toBe(true);
     });
 
     it('refuses to grow a group beyond IM_GROUP_MAX_MEMBERS (default 5,000)', async () => {
