@@ -862,7 +862,7 @@ describe('hostile clients', () => {
       const answered: Frame[] = [];
       await Promise.all(clients.map(async (c, i) => {
         const user = `mem${kind}${i}x${TAG}`;
-        const rids: string[] = [];
+        let rids: string[] = [];
         for (let k = 0; k < PER; k++) {
           const conv = kind === 'group' ? `g:nx${TAG}-${i}-${k}` : `dm:${user}:zghost${TAG}-${i}-${k}`;
           const op = ops[k % ops.length];
@@ -877,10 +877,12 @@ describe('hostile clients', () => {
             : { t: op, rid, conv, members: [`x${k}`] };
           if ('rid' in f) rids.push(rid);
           c.send(f);
-          if (k % 50 === 49) await sleep(20);
+          // Windows of 40: within the 64 requests a socket may have in flight, so they are served, not refused.
+          if (k % 40 === 39 || k === PER - 1) {
+            answered.push(...(await answers(c, rids, 30_000)).values());
+            rids = [];
+          }
         }
-        const got = await answers(c, rids, 30_000);
-        answered.push(...got.values());
       }));
       const counts = countBy(answered, codeOf);
       await sleep(500);
@@ -899,6 +901,7 @@ describe('hostile clients', () => {
       currentTest = 'non-existent groups';
       const r = await flood('group');
       expect(await guard('non-existent groups')).toBe(true);
+      expect(r.answered['error:rate_limited'] ?? 0, 'requests refused for rate: the flood did not reach the conversations').toBeLessThan(500);
       expect(r.answered['error:internal'] ?? 0, 'internal errors').toBe(0);
       expect(r.answered.sent ?? 0, 'messages stored in groups that do not exist').toBe(0);
       expect(r.grewMiB, `RSS grew ${r.grewMiB.toFixed(1)} MiB`).toBeLessThan(60);
@@ -909,6 +912,7 @@ describe('hostile clients', () => {
       currentTest = 'never-used dms';
       const r = await flood('dm');
       expect(await guard('never-used dms')).toBe(true);
+      expect(r.answered['error:rate_limited'] ?? 0, 'requests refused for rate: the flood did not reach the conversations').toBeLessThan(500);
       expect(r.answered['error:internal'] ?? 0, 'internal errors').toBe(0);
       expect(r.grewMiB, `RSS grew ${r.grewMiB.toFixed(1)} MiB`).toBeLessThan(60);
       expect(r.convsLater, `im_conversations_active went ${r.convsBefore} → ${r.convsAfter} → ${r.convsLater}`).toBeLessThanOrEqual(r.convsBefore + 200);
@@ -972,7 +976,8 @@ describe('hostile clients', () => {
       let closedBy: number | null = null;
       ws.on('close', (code) => { closedBy = code; });
       let seen = 0;
-      ws.on('message', () => { if (++seen === 1) (ws as unknown as { _socket: net.Socket })._socket.pause(); });
+      let bytes = 0;
+      ws.on('message', (d: Buffer) => { bytes += d.length; if (++seen === 1) (ws as unknown as { _socket: net.Socket })._socket.pause(); });
       await new Promise((r) => ws.once('open', r));
       ws.send(JSON.stringify({ t: 'login', rid: 'L', token: await tok(x) }));
       await sleep(2000);
@@ -984,12 +989,18 @@ describe('hostile clients', () => {
       await sleep(1500);
       const grewMiB = (rssKiB() - rssBefore) / 1024;
       const closedByServer: number | null = closedBy;
-      console.log(`stalled backlog: 24 MB of live messages for a client that does not read, in ${Date.now() - t0} ms: its socket ${closedByServer === null ? 'still open' : `closed (${String(closedByServer)})`}, RSS +${grewMiB.toFixed(1)} MiB`);
+      // Read again: what the node kept for this socket all along now arrives.
+      (ws as unknown as { _socket: net.Socket })._socket.resume();
+      for (let last = -1; last !== bytes; ) { last = bytes; await sleep(1000); }
+      const receivedMiB = bytes / 1024 / 1024;
+      console.log(`stalled backlog: 24 MB of live messages for a client that does not read (${Date.now() - t0} ms): socket ${closedByServer === null ? 'never closed' : `closed (${String(closedByServer)})`}, RSS +${grewMiB.toFixed(1)} MiB meanwhile; after reading again it got ${seen} frames, ${receivedMiB.toFixed(1)} MiB`);
       ws.terminate();
       await Promise.all(senders.map((c) => c.close()));
       expect(await guard('stalled backlog')).toBe(true);
-      // Either the socket is dropped (docs: 16 MiB queued), or what the node keeps for it stays small.
-      expect(closedByServer !== null || grewMiB < 40, `socket ${closedByServer === null ? 'still open' : 'closed'} and RSS grew ${grewMiB.toFixed(1)} MiB holding pushes for a client that reads nothing`).toBe(true);
+      // The docs allow 16 MiB queued for a client that does not read, then it is dropped. A socket
+      // that was never dropped and then delivered far more than that (8 MiB allowed for kernel
+      // buffers) was held for in the node's memory beyond that limit.
+      expect(closedByServer !== null || receivedMiB <= 24, `socket never closed, yet ${receivedMiB.toFixed(1)} MiB were kept for it while it read nothing (RSS +${grewMiB.toFixed(1)} MiB)`).toBe(true);
     });
 
     it('refuses to grow a group beyond IM_GROUP_MAX_MEMBERS (default 5,000)', async () => {
