@@ -998,9 +998,11 @@ describe('hostile clients', () => {
       await Promise.all(senders.map((c) => c.close()));
       expect(await guard('stalled backlog')).toBe(true);
       // The docs allow 16 MiB queued for a client that does not read, then it is dropped. A socket
-      // that was never dropped and then delivered far more than that (8 MiB allowed for kernel
-      // buffers) was held for in the node's memory beyond that limit.
-      expect(closedByServer !== null || receivedMiB <= 24, `socket never closed, yet ${receivedMiB.toFixed(1)} MiB were kept for it while it read nothing (RSS +${grewMiB.toFixed(1)} MiB)`).toBe(true);
+      // that was not dropped while 24 MB were pushed for it, and meanwhile the node grew by more
+      // than 40 MiB or later delivered more than 24 MiB (8 MiB allowed for kernel buffers), was
+      // held for in the node's memory beyond that limit.
+      const heldBeyond = closedByServer === null && (grewMiB >= 40 || receivedMiB > 24);
+      expect(heldBeyond, `socket never closed while 24 MB were pushed for it; RSS +${grewMiB.toFixed(1)} MiB, ${receivedMiB.toFixed(1)} MiB delivered once it read again`).toBe(false);
     });
 
     it('refuses to grow a group beyond IM_GROUP_MAX_MEMBERS (default 5,000)', async () => {
