@@ -129,7 +129,7 @@ export async function startNode(config: NodeConfig, log: Logger = createLogger(c
         // Commits in flight finish and their `sent` answers go out before the sockets close.
         await withTimeout(persistence.drain(), config.shutdownGraceMs, undefined);
         await new Promise((r) => setImmediate(r));
-        const devices = sm.kickAll('shutdown');
+        const devices = await sm.kickAll('shutdown');
         gateway.closeAll();
         registry.stop();
         if (cluster) {

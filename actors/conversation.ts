@@ -1,7 +1,16 @@
 /**
- * Conversation: one per active conversation, on the conversation's owner node. It is the only
- * writer of its conversation: it assigns seq, hands each message to its Persistence writer,
- * answers `sent` only after the commit, then fans out to member devices.
+ * Conversation: one actor per active conversation, on the conversation's owner node
+ * (ConversationActor, which alone holds its ConversationCore). It is the only writer of its
+ * conversation: it assigns seq, hands each message to its Persistence writer, answers `sent`
+ * only after the commit, then fans out to member devices.
+ *
+ * Mailbox discipline: comedy's in-memory mode runs a handler as soon as its message arrives,
+ * also while earlier handlers await. Two things must not interleave, and are serialized here:
+ *  - seq assignment: sends enter the `intake` queue and get their seq synchronously in `pump`,
+ *    in arrival order, never across an await;
+ *  - membership changes (group_create/add/remove): each waits for the previous one (`adminQueue`),
+ *    so the member list changes in the order the record does.
+ * Everything else reads state and answers, or changes it synchronously.
  *
  * Ordering and gaplessness:
  *  - seq is assigned synchronously in arrival order, and all writes of a conversation go
@@ -22,6 +31,7 @@ import { DuplicateKeyError } from '../persistence/message-store.ts';
 import type { ConvRequest, ConvReply, SendResult } from './conversation-protocol.ts';
 import type { Delivery } from './delivery.ts';
 import type { Logger } from '../core/logger.ts';
+import type { SelfActor } from './system.ts';
 
 export interface ConversationDeps {
   store: RecordStore;
@@ -77,9 +87,10 @@ export class ConversationCore {
   private finishRecovery: (() => void) | null = null;
   private failed: SendJob[] = [];
   private loaded: Promise<void> | null = null;
-  lastActive = Date.now();
 
   private drainWaiters: Array<() => void> = [];
+  /** Membership changes, one after the other. */
+  private adminQueue: Promise<unknown> = Promise.resolve();
 
   /**
    * `predecessor` is the drain of an earlier core of this conversation on this node (passivated
@@ -161,7 +172,6 @@ export class ConversationCore {
   }
 
   async handle<R extends ConvRequest>(req: R): Promise<ConvReply<R['op']>> {
-    this.lastActive = Date.now();
     await this.load();
     return (await this.dispatch(req)) as ConvReply<R['op']>;
   }
@@ -173,11 +183,17 @@ export class ConversationCore {
       case 'recall': return this.recall(req.user, req.seq);
       case 'cursor': return this.cursor(req.user, req.ack ?? 0, req.read ?? 0);
       case 'typing': return this.typing(req.user);
-      case 'group_create': return this.groupCreate(req.user, req.members);
-      case 'group_add': return this.groupAdd(req.user, req.members);
-      case 'group_remove': return this.groupRemove(req.user, req.members);
+      case 'group_create': return this.serially(() => this.groupCreate(req.user, req.members));
+      case 'group_add': return this.serially(() => this.groupAdd(req.user, req.members));
+      case 'group_remove': return this.serially(() => this.groupRemove(req.user, req.members));
       case 'group_members': return { members: this.requireMember(req.user) && this.memberList };
     }
+  }
+
+  private serially<T>(op: () => Promise<T>): Promise<T> {
+    const run = this.adminQueue.then(op, op);
+    this.adminQueue = run.catch(() => undefined);
+    return run;
   }
 
   private requireMember(user: string): true {
@@ -441,4 +457,44 @@ export function storedMsgJson(m: StoredMessage): string {
 /** The `msg` frame of a stored message as an object (`batch` answers); same frame as storedMsgJson. */
 export function toMsgFrame(m: StoredMessage): MsgFrame {
   return msgFrame(m, m.recalledAt !== null ? null : m.bodyJson);
+}
+
+/** What a ConversationActor is spawned with: its id and the node's services (no state). */
+export interface ConversationParams {
+  id: string;
+  deps: ConversationDeps;
+  /** Settles when an earlier actor of this conversation on this node has finished its writes. */
+  predecessor: Promise<void>;
+}
+
+/** An answer plus whether the conversation turned out not to exist (its actor may go at once). */
+export interface ConversationAnswer<R = ConvReply> { reply: R; vacant: boolean }
+
+/**
+ * The comedy actor of one conversation: the only holder of its ConversationCore. Requests come
+ * as messages (`request`); a refused request rejects with its ProtocolError, which the NATS edge
+ * turns into a value for a remote caller. `destroy` (passivation) resolves once every accepted
+ * send has been committed or answered.
+ */
+export class ConversationActor {
+  private core!: ConversationCore;
+
+  initialize(self: SelfActor): void {
+    const p = self.getCustomParameters() as ConversationParams;
+    this.core = new ConversationCore(p.id, p.deps, p.predecessor);
+  }
+
+  async request(req: ConvRequest): Promise<ConversationAnswer> {
+    const reply = await this.core.handle(req);
+    return { reply, vacant: this.core.vacant };
+  }
+
+  /** Whether nothing of the conversation exists and nothing is under way (asked after a refusal). */
+  vacant(): boolean {
+    return this.core.vacant;
+  }
+
+  destroy(): Promise<void> {
+    return this.core.whenDrained();
+  }
 }

@@ -54,7 +54,7 @@ export class SessionManager {
     const actor = await this.shards[fnv1a(`${user}/${device}`) % this.shards.length].spawn(UserSessionActor, { user, device, conn, deps: this.deps });
     const entry: SessionEntry = { user, device, actor };
     const old = this.directory.add(entry);
-    if (old) this.retire(old, 'replaced');
+    if (old) void this.retire(old, 'replaced');
     this.metrics.sessions.set(this.directory.size);
     try {
       // In a cluster the login is known to every node before the backlog is read (cluster/presence.ts).
@@ -81,7 +81,7 @@ export class SessionManager {
   /** Kicks the session of a logged-in socket (its token expired): the device is gone. */
   kick(entry: SessionEntry, reason: KickReason): void {
     if (!this.directory.isCurrent(entry)) return;
-    this.retire(entry, reason);
+    void this.retire(entry, reason);
     this.announcer.offline(entry.user, entry.device);
   }
 
@@ -89,7 +89,7 @@ export class SessionManager {
   kickLocal(user: string, device: string, reason: KickReason): boolean {
     const e = this.directory.get(user, device);
     if (!e) return false;
-    this.retire(e, reason);
+    void this.retire(e, reason);
     return true;
   }
 
@@ -110,17 +110,25 @@ export class SessionManager {
     return pushed;
   }
 
-  /** Every session gets `kicked` with the reason and its socket closes (shutdown). */
-  kickAll(reason: KickReason): Array<{ user: string; device: string }> {
+  /**
+   * Every session gets `kicked` with the reason and its socket closes (shutdown); resolves once
+   * every kick is written, and returns the devices that were here.
+   */
+  async kickAll(reason: KickReason): Promise<Array<{ user: string; device: string }>> {
     const all = [...this.directory.all()];
-    for (const e of all) this.retire(e, reason);
+    await Promise.all(all.map((e) => this.retire(e, reason)));
     return all.map((e) => ({ user: e.user, device: e.device }));
   }
 
-  /** Unregisters a session and has its actor send `kicked` and close the socket, then stops it. */
-  private retire(e: SessionEntry, reason: KickReason): void {
+  /**
+   * Unregisters a session and has its actor send `kicked` and close the socket, then stops it.
+   * Resolves once the kick is written.
+   */
+  private retire(e: SessionEntry, reason: KickReason): Promise<void> {
     this.directory.remove(e);
     this.metrics.sessions.set(this.directory.size);
-    void e.actor.send('kick', reason).finally(() => e.actor.destroy()).catch(() => undefined);
+    const kicked = e.actor.sendAndReceive('kick', reason).then(() => undefined, () => undefined);
+    void kicked.then(() => e.actor.destroy()).catch(() => undefined);
+    return kicked;
   }
 }

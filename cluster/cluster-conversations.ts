@@ -3,11 +3,14 @@
  * ones to this node's Conversation actors, others as NATS requests. While NATS is down, or
  * just back and the live set not yet settled, requests get `unavailable` instead of risking
  * two owners; the (conversation_id, seq) key still fences a stale owner if it happens anyway.
+ *
+ * This is the NATS edge of the conversation protocol: only here does a refusal (a thrown
+ * ProtocolError) travel as a value (WireReply), and become a thrown ProtocolError again.
  */
 import type { ConvReply, ConvRequest, ConversationService, WireReply } from '../actors/conversation-protocol.ts';
-import { unwrap, type ConversationRegistry } from '../actors/conversation-registry.ts';
+import type { ConversationRegistry } from '../actors/conversation-registry.ts';
 import type { Logger } from '../core/logger.ts';
-import { unavailable } from '../protocol/errors.ts';
+import { ProtocolError, isProtocolError, unavailable } from '../protocol/errors.ts';
 import type { Membership } from './membership.ts';
 import type { NatsTransport } from './nats-transport.ts';
 import { ownerOf } from './placement.ts';
@@ -24,10 +27,10 @@ export class ClusterConversations implements ConversationService {
   ) {}
 
   listen(): void {
-    this.nats.subscribe<ConvRequest>(subjects.conv(this.self), (req) => this.local.requestWire(req));
+    this.nats.subscribe<ConvRequest>(subjects.conv(this.self), (req) => this.answer(req));
     // Conversations this node no longer owns are dropped, so a later return reloads their seq.
     this.membership.onChange((live) => {
-      for (const [conv] of [...this.local.entries()]) if (ownerOf(conv, live) !== this.self) this.local.passivate(conv);
+      for (const conv of [...this.local.conversations()]) if (ownerOf(conv, live) !== this.self) this.local.passivate(conv);
     });
   }
 
@@ -36,6 +39,18 @@ export class ClusterConversations implements ConversationService {
     const owner = ownerOf(req.conv, this.membership.liveNodes()) ?? this.self;
     if (owner === this.self) return this.local.request(req);
     const reply = await this.nats.request<WireReply>(subjects.conv(owner), req, this.timeoutMs);
-    return unwrap(reply);
+    if ('error' in reply) throw new ProtocolError(reply.error.code, reply.error.message);
+    return reply.ok as ConvReply<R['op']>;
+  }
+
+  /** A request from another node, answered by the local actor; its refusal becomes a value. */
+  private async answer(req: ConvRequest): Promise<WireReply> {
+    try {
+      return { ok: await this.local.request(req) };
+    } catch (e) {
+      if (isProtocolError(e)) return { error: { code: e.code, message: e.message } };
+      this.log.error({ conv: req?.conv, err: e instanceof Error ? e.stack : String(e) }, 'remote conversation request failed');
+      return { error: { code: 'internal', message: 'internal error' } };
+    }
   }
 }
