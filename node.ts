@@ -30,6 +30,9 @@ export interface ChatNode {
   shutdown(): Promise<void>;
 }
 
+/** `typing` relays per second per user and conversation (docs/protocol.md, Limits). */
+const TYPING_RELAYS_PER_S = 2;
+
 const withTimeout = <T>(p: Promise<T>, ms: number, fallback: T): Promise<T> =>
   Promise.race([p, new Promise<T>((r) => setTimeout(() => r(fallback), ms).unref())]);
 
@@ -82,10 +85,12 @@ export async function startNode(config: NodeConfig, log: Logger = createLogger(c
       conversations = cc;
     }
     const groupCreates = new KeyedRateLimiter(config.groupCreatesPerMin / 60, config.groupCreatesPerMin);
+    const typings = new KeyedRateLimiter(TYPING_RELAYS_PER_S, 1);
     sessions = await SessionManager.start(root, directory, {
       config, log, metrics, store, conversations,
       pendingAck: (conv, user) => persistence.pendingAck(conv, user),
       allowGroupCreate: (user) => groupCreates.take(user),
+      allowTyping: (user, conv) => typings.take(`${user}\u0000${conv}`),
       nodeId: config.nodeId,
     }, metrics, config.sessionShards);
     const sm = sessions;

@@ -52,8 +52,6 @@ export interface ConversationDeps {
 const CMID_WINDOW = 1024;
 /** How often a send is replayed after failed writes before the client is told to retry. */
 const MAX_ATTEMPTS = 3;
-/** A member's `typing` is relayed at most once per this interval (twice a second, docs/protocol.md). */
-const TYPING_RELAY_MS = 500;
 
 type SendReq = Extract<ConvRequest, { op: 'send' }>;
 
@@ -73,8 +71,6 @@ export class ConversationCore {
   /** Members' read and delivery cursors as far as this conversation knows them (receipts announce only forward moves). */
   private readonly readCursors = new Map<string, number>();
   private readonly ackCursors = new Map<string, number>();
-  /** When each member's typing was last relayed. */
-  private readonly typingAt = new Map<string, number>();
   private exists = false;
   private lastSeq = 0;
   private readonly sentWindow = new Map<string, SendResult>();
@@ -390,12 +386,9 @@ export class ConversationCore {
     return {};
   }
 
-  /** Relays a member's typing to the other members, at most once per TYPING_RELAY_MS per member. */
+  /** Relays a member's typing to the other members (sessions throttle it before it comes here). */
   private typing(user: string): Record<string, never> {
     this.requireMember(user);
-    const now = this.now();
-    if (now - (this.typingAt.get(user) ?? -Infinity) < TYPING_RELAY_MS) return {};
-    this.typingAt.set(user, now);
     this.deps.delivery.event(this.memberList, encodeTyping({ conv: this.id, user }), user);
     return {};
   }

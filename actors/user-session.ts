@@ -49,6 +49,8 @@ export interface SessionDeps {
   pendingAck(conv: string, user: string): number;
   /** Takes one of the user's group creations (IM_GROUP_CREATES_PER_MIN, shared by the user's sessions on this node). */
   allowGroupCreate(user: string): boolean;
+  /** Whether the user's `typing` in `conv` may be relayed now (twice a second, shared by the user's sessions on this node). */
+  allowTyping(user: string, conv: string): boolean;
   nodeId: string;
 }
 
@@ -62,6 +64,13 @@ const MAX_UNACKED = 5000;
 const MAX_INFLIGHT = 64;
 /** History reads (sync) of one socket in flight; each answer may be megabytes. */
 const MAX_SYNCS_INFLIGHT = 4;
+/**
+ * Live pushes held for a session while its login or backlog is under way (count and bytes);
+ * beyond either they are dropped and read back from the record once the backlog is done (the
+ * client may have stopped reading, which pauses the backlog).
+ */
+const MAX_HELD = 2000;
+const MAX_HELD_BYTES = 1024 * 1024;
 /** Unread bytes on the socket beyond which history reads and conversation lists are refused. */
 const MAX_UNREAD_BYTES = 1024 * 1024;
 /** How long ack/read moves of a conversation are merged before they are sent to it. */
@@ -79,6 +88,11 @@ export class UserSession {
   private unackedCount = 0;
   /** Conversations whose login backlog is loading: live pushes wait here. */
   private held: Map<string, MessagePush[]> | null = null;
+  /** Pushes and events waiting in `held` and `early`. */
+  private heldCount = 0;
+  private heldBytes = 0;
+  /** Set when a held push was dropped: the backlog ends with a catch-up from the record. */
+  private missed = false;
   private retryTimer: NodeJS.Timeout | null = null;
   private cursors: Map<string, PendingCursor> | null = null;
   private cursorTimer: NodeJS.Timeout | null = null;
@@ -163,6 +177,10 @@ export class UserSession {
     this.starting = false;
     const early = this.early;
     this.early = null;
+    if (early) {
+      this.heldCount -= early.length;
+      for (const e of early) this.heldBytes -= typeof e === 'string' ? e.length : e.json.length;
+    }
     if (early) for (const e of early) (typeof e === 'string' ? this.raw(e) : this.push(e));
     this.backlogDone = this.pushBacklog(todo);
   }
@@ -185,6 +203,10 @@ export class UserSession {
         this.deps.log.warn({ user: this.user, conv: c.conv, err: String(e) }, 'login backlog failed; client will sync');
       }
       this.releaseHeld(c.conv);
+    }
+    if (this.missed && !this.closed) {
+      this.missed = false;
+      await this.catchUp().catch((e: unknown) => this.deps.log.warn({ user: this.user, err: String(e) }, 'catch-up after login failed; client will sync'));
     }
   }
 
@@ -209,6 +231,8 @@ export class UserSession {
       if (c.lastSeq <= after || this.held?.has(c.conv)) continue;
       const rows = await store.history(c.conv, after, config.loginPushMax);
       for (const r of rows) {
+        if (this.conn.buffered() > MAX_UNREAD_BYTES) await this.readDown();
+        if (this.closed) break;
         if (r.seq > (this.highestPushed?.get(c.conv) ?? 0)) pushed++;
         this.pushTracked(c.conv, r.seq, storedMsgJson(r), 'backlog');
       }
@@ -220,6 +244,8 @@ export class UserSession {
     const list = this.held?.get(conv);
     this.held?.delete(conv);
     if (!list) return;
+    this.heldCount -= list.length;
+    for (const p of list) this.heldBytes -= p.json.length;
     list.sort((a, b) => a.seq - b.seq);
     for (const p of list) this.push(p);
   }
@@ -229,16 +255,27 @@ export class UserSession {
   /** A message committed in one of this user's conversations. */
   push(p: MessagePush): void {
     if (this.closed) return;
-    if (this.starting) { (this.early ??= []).push(p); return; }
-    const held = this.held?.get(p.conv);
-    if (held) { held.push(p); return; }
+    const held = this.starting ? (this.early ??= []) : this.held?.get(p.conv);
+    if (held) {
+      if (this.heldCount >= MAX_HELD || this.heldBytes >= MAX_HELD_BYTES) { this.missed = true; return; }
+      this.heldCount++;
+      this.heldBytes += p.json.length;
+      held.push(p);
+      return;
+    }
     this.pushTracked(p.conv, p.seq, p.json, 'live');
   }
 
-  /** An unstored event (receipt, recalled, typing). */
+  /** An unstored event (receipt, recalled, typing); dropped when too many wait for login_ok. */
   event(json: string): void {
     if (this.closed) return;
-    if (this.starting) { (this.early ??= []).push(json); return; }
+    if (this.starting) {
+      if (this.heldCount >= MAX_HELD || this.heldBytes >= MAX_HELD_BYTES) return;
+      this.heldCount++;
+      this.heldBytes += json.length;
+      (this.early ??= []).push(json);
+      return;
+    }
     this.raw(json);
   }
 
@@ -322,7 +359,12 @@ export class UserSession {
       case 'send': return this.send(f);
       case 'ack':
       case 'read': return this.cursor(f);
-      case 'typing': await svc.request({ op: 'typing', conv: this.conv(f.conv), user: this.user }); return;
+      case 'typing': {
+        const conv = this.conv(f.conv);
+        // Over the relay rate a typing frame is dropped here: it never costs the conversation a request.
+        if (this.deps.allowTyping(this.user, conv)) await svc.request({ op: 'typing', conv, user: this.user });
+        return;
+      }
       case 'sync': {
         const conv = this.conv(f.conv);
         this.checkUnread();
@@ -359,6 +401,7 @@ export class UserSession {
         this.out({ t: 'ok', rid: f.rid });
         return;
       case 'group_members': {
+        this.checkUnread();
         const r = await svc.request({ op: 'group_members', conv: this.conv(f.conv), user: this.user });
         this.out({ t: 'members', rid: f.rid, conv: f.conv, members: r.members });
         return;

@@ -9,8 +9,8 @@
  * throw, counts it in `im_handler_errors_total` and answers the request (500) or closes the
  * socket (1011); promise chains started here end in the same handler.
  *
- * Text frames that are not valid UTF-8 never reach us: uWebSockets.js (and `ws` in the fallback)
- * closes such a socket with close code 1007 (RFC 6455, "invalid frame payload data").
+ * Text frames that are not valid UTF-8 never reach us: uWebSockets.js drops such a socket at once,
+ * without a close frame (the client sees 1006); the `ws` fallback engine closes it with 1007.
  */
 import type { WebSocket, us_listen_socket, HttpResponse } from 'uWebSockets.js';
 import type { NodeConfig } from '../cluster.config.ts';
@@ -125,7 +125,8 @@ export class Gateway {
     // With IM_METRICS_PORT, /metrics lives only on that (internal) listener.
     if (config.metricsPort === undefined) app.get('/metrics', (res, req) => this.guarded('metrics', res, () => this.metricsEndpoint(res, req.getHeader('authorization'))));
     app.get('/', (res) => this.guarded('page', res, () => { res.writeHeader('content-type', 'text/html; charset=utf-8').end(this.demoPage); }));
-    app.get('/dev/token', (res, req) => this.guarded('dev_token', res, () => this.devToken(res, req.getQuery('user') ?? '')));
+    // The raw query, decoded strictly: uWS's own decoding turns a malformed escape ("%zz") into a byte.
+    app.get('/dev/token', (res, req) => this.guarded('dev_token', res, () => this.devToken(res, new URLSearchParams(req.getQuery() ?? '').get('user') ?? '')));
     app.any('/*', (res) => this.guarded('not_found', res, () => { res.writeStatus('404 Not Found').end('not found'); }));
 
     this.listenSocket = await this.listenOn(app, config.host, config.port);
@@ -394,7 +395,6 @@ export class Gateway {
       res.writeStatus('404 Not Found').end('not found: /dev/token exists only with the development secret');
       return;
     }
-    // uWS has already percent-decoded the query value: decoding again broke on "%25".
     if (!NAME_RE.test(user)) {
       res.writeStatus('400 Bad Request').writeHeader('content-type', 'text/plain').end('user must be 1-64 chars of [A-Za-z0-9_.-]');
       return;

@@ -40,7 +40,7 @@ it('pushes only what the device misses, once', async () => {
   const deps: SessionDeps = {
     config: loadConfig({}), log: pino({ level: 'silent' }), metrics: new Metrics(), store,
     conversations: { request: () => Promise.reject(new Error('not used')) },
-    pendingAck: () => 0, allowGroupCreate: () => true, nodeId: 'n',
+    pendingAck: () => 0, allowGroupCreate: () => true, allowTyping: () => true, nodeId: 'n',
   };
   const bea = new UserSession('bea', 'phone', conn, deps);
   await bea.start('r1'); // login: pushes dm:ann:bea 1..2 (above ack 0)
