@@ -12,6 +12,8 @@ export const subjects = {
   presence: (id: string) => `im.presence.${id}`,
   /** Request the devices connected to node `id` (when it joins or rejoins the live set). */
   presenceSnapshot: (id: string) => `im.presence-snapshot.${id}`,
+  /** Server API requests about the sessions on node `id` (disconnect; request/reply). */
+  api: (id: string) => `im.api.${id}`,
 } as const;
 
 /** Node ids become subject tokens: keep them to characters NATS accepts there. */

@@ -12,7 +12,7 @@
  * Text frames that are not valid UTF-8 never reach us: uWebSockets.js drops such a socket at once,
  * without a close frame (the client sees 1006); the `ws` fallback engine closes it with 1007.
  */
-import type { WebSocket, us_listen_socket, HttpResponse } from 'uWebSockets.js';
+import type { WebSocket, us_listen_socket, HttpRequest, HttpResponse } from 'uWebSockets.js';
 import type { NodeConfig } from '../cluster.config.ts';
 import type { Logger } from '../core/logger.ts';
 import type { Metrics } from '../core/metrics.ts';
@@ -41,6 +41,8 @@ export interface GatewayHost {
   /** Whether the node can accept and persist messages right now. */
   healthy(): Promise<boolean>;
   metricsText(): Promise<string>;
+  /** The server API under /api/v1/ (api/http-api.ts); absent: 404 there. */
+  api?: { handle(res: HttpResponse, req: HttpRequest): void | Promise<void> };
 }
 
 interface SocketState {
@@ -70,6 +72,7 @@ export class Gateway {
   readonly engine: Engine;
   private listenSocket: us_listen_socket | null = null;
   private metricsListenSocket: us_listen_socket | null = null;
+  private apiListenSocket: us_listen_socket | null = null;
   private readonly sockets = new Set<Ws>();
   private sweepTimer: NodeJS.Timeout | null = null;
   private accepting = true;
@@ -78,6 +81,8 @@ export class Gateway {
   port = 0;
   /** The port /metrics listens on when IM_METRICS_PORT is set (0 lets the OS pick, as for IM_PORT). */
   metricsPort: number | null = null;
+  /** The port /api/v1/ listens on when IM_API_PORT is set. */
+  apiPort: number | null = null;
 
   constructor(private readonly config: NodeConfig, private readonly host: GatewayHost, private readonly log: Logger, private readonly metrics: Metrics) {
     const { uws, engine } = loadUws();
@@ -127,6 +132,8 @@ export class Gateway {
     app.get('/', (res) => this.guarded('page', res, () => { res.writeHeader('content-type', 'text/html; charset=utf-8').end(this.demoPage); }));
     // The raw query, decoded strictly: uWS's own decoding turns a malformed escape ("%zz") into a byte.
     app.get('/dev/token', (res, req) => this.guarded('dev_token', res, () => this.devToken(res, new URLSearchParams(req.getQuery() ?? '').get('user') ?? '')));
+    // With IM_API_PORT, the server API lives only on that (internal) listener.
+    if (config.apiPort === undefined) this.apiRoutes(app);
     app.any('/*', (res) => this.guarded('not_found', res, () => { res.writeStatus('404 Not Found').end('not found'); }));
 
     this.listenSocket = await this.listenOn(app, config.host, config.port);
@@ -138,10 +145,26 @@ export class Gateway {
       this.metricsListenSocket = await this.listenOn(internal, config.metricsHost, config.metricsPort);
       this.metricsPort = this.uws.us_socket_local_port(this.metricsListenSocket as never);
     }
+    if (config.apiPort !== undefined) {
+      const internal = this.uws.App();
+      this.apiRoutes(internal);
+      internal.any('/*', (res) => this.guarded('not_found', res, () => { res.writeStatus('404 Not Found').end('not found'); }));
+      this.apiListenSocket = await this.listenOn(internal, config.apiHost, config.apiPort);
+      this.apiPort = this.uws.us_socket_local_port(this.apiListenSocket as never);
+    }
     const every = Math.max(50, Math.min(1000, Math.floor(config.heartbeatMs / 4)));
     this.sweepTimer = setInterval(() => this.sweep(), every);
     this.sweepTimer.unref();
     return this.port;
+  }
+
+  /** /api/v1/*: every call inside `guarded`, like every other route. */
+  private apiRoutes(app: ReturnType<Gateway['uws']['App']>): void {
+    app.any('/api/v1/*', (res, req) => this.guarded('api', res, () => {
+      const api = this.host.api;
+      if (api) return api.handle(res, req);
+      res.writeStatus('404 Not Found').end('not found');
+    }));
   }
 
   private listenOn(app: ReturnType<Gateway['uws']['App']>, host: string, port: number): Promise<us_listen_socket> {
@@ -425,6 +448,8 @@ export class Gateway {
     this.listenSocket = null;
     if (this.metricsListenSocket) this.uws.us_listen_socket_close(this.metricsListenSocket);
     this.metricsListenSocket = null;
+    if (this.apiListenSocket) this.uws.us_listen_socket_close(this.apiListenSocket);
+    this.apiListenSocket = null;
   }
 
   /** Closes every remaining socket (sessions were kicked first, so this catches unauthenticated ones). */
