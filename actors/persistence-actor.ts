@@ -25,7 +25,11 @@ class PersistenceActor {
   }
 }
 
-export interface PersistenceOptions { writers: number; maxRows: number; maxDelayMs: number; cursorFlushMs: number }
+export interface PersistenceOptions {
+  writers: number; maxRows: number; maxDelayMs: number; cursorFlushMs: number;
+  /** Called after each group commit (the event relay reads the outbox rows it wrote). */
+  onCommitted?: () => void;
+}
 
 export class PersistencePool {
   private readonly refs: ActorRef[] = [];
@@ -42,6 +46,7 @@ export class PersistencePool {
     for (let i = 0; i < opts.writers; i++) {
       const writer = new GroupCommitWriter(store, opts.maxRows, opts.maxDelayMs, {
         onCommit: (rows, seconds) => {
+          opts.onCommitted?.();
           metrics.committed.inc(rows);
           metrics.commitBatch.observe(rows);
           metrics.commitLatency.observe(seconds);

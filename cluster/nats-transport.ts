@@ -35,6 +35,11 @@ export class NatsTransport {
     return new NatsTransport(nc, log);
   }
 
+  /** The raw connection, for JetStream clients (events/jetstream-sink.ts); messaging between nodes stays here. */
+  get connection(): NatsConnection {
+    return this.nc;
+  }
+
   get connected(): boolean {
     return this.up && !this.nc.isClosed();
   }

@@ -19,6 +19,11 @@ export class Metrics {
   });
   readonly pushes = new Counter({ name: 'im_pushes_total', help: 'msg frames pushed to devices', labelNames: ['kind'] as const, registers: [this.registry] });
   readonly handlerErrors = new Counter({ name: 'im_handler_errors_total', help: 'Exceptions caught at the edge of an HTTP or WebSocket handler (answered 500 or socket closed 1011)', labelNames: ['where'] as const, registers: [this.registry] });
+  readonly eventsRelayed = new Counter({ name: 'im_events_relayed_total', help: 'Events a sink confirmed', labelNames: ['sink'] as const, registers: [this.registry] });
+  readonly eventsFailures = new Counter({ name: 'im_events_sink_failures_total', help: 'Event batches a sink failed to take', labelNames: ['sink'] as const, registers: [this.registry] });
+  readonly eventsRetries = new Counter({ name: 'im_events_sink_retries_total', help: 'Event batches sent to a sink again after a failure', labelNames: ['sink'] as const, registers: [this.registry] });
+  readonly eventsLag = new Gauge({ name: 'im_events_lag_seconds', help: 'Age of the oldest event not yet relayed (0 when none waits)', registers: [this.registry] });
+  readonly hookCalls = new Counter({ name: 'im_hook_calls_total', help: 'Before-send hook calls by outcome', labelNames: ['outcome'] as const, registers: [this.registry] });
   readonly activeConversations = new Gauge({ name: 'im_conversations_active', help: 'Conversation actors alive on this node', registers: [this.registry] });
 
   constructor() {

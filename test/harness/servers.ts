@@ -401,7 +401,8 @@ export async function startAll(opts: { database?: string } = {}): Promise<{
   redis: ServerHandle;
   stop(): Promise<void>;
 }> {
-  const results = await Promise.allSettled([startMariaDB(opts), startNats(), startRedis()]);
+  // NATS with JetStream: cluster nodes publish their events to the IM_EVENTS stream.
+  const results = await Promise.allSettled([startMariaDB(opts), startNats({ jetstream: true }), startRedis()]);
   const ok = results.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
   const failed = results.flatMap((r) => (r.status === 'rejected' ? [r.reason as Error] : []));
   if (failed.length > 0) {
