@@ -1,7 +1,7 @@
 /**
  * Migrations forward, on both databases: a record left by the first schema (0001, with the
  * columns that were written but never read) opens with the current code, keeps its data, loses
- * only those columns, and the store works on it.
+ * those columns, keeps every `message` column outside tools read, and the store works on it.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -40,8 +40,11 @@ describe.each(modes)('migrations forward on %s', (mode) => {
       const cols = async (t: string) => (mode === 'mariadb'
         ? (await db.connection.execute<Array<{ c: string }>>('SELECT column_name AS c FROM information_schema.columns WHERE table_schema = DATABASE() AND table_name = ? ORDER BY ordinal_position', [t], 'all')).map((r) => r.c)
         : (await db.connection.execute<Array<{ name: string }>>(`PRAGMA table_info(${t})`, [], 'all')).map((r) => r.name));
-      expect(await cols('conversation')).toEqual(['id', 'kind', 'owner_id']);
-      expect(await cols('conversation_member')).toEqual(['conversation_id', 'user_id', 'role', 'ack_seq', 'read_seq']);
+      // 0002 dropped what nothing read (a later migration may bring a column back once something reads it).
+      expect(await cols('conversation')).not.toContain('last_seq');
+      expect(await cols('conversation')).not.toContain('created_at');
+      expect(await cols('conversation')).toEqual(expect.arrayContaining(['id', 'kind', 'owner_id']));
+      expect(await cols('conversation_member')).toEqual(expect.arrayContaining(['conversation_id', 'user_id', 'role', 'ack_seq', 'read_seq']));
       // The names outside tools read stay.
       expect(await cols('message')).toEqual(['conversation_id', 'seq', 'mid', 'sender_id', 'cmid', 'kind', 'body', 'created_at', 'recalled_at']);
       const store = new MessageStore(db);
