@@ -6,7 +6,8 @@ export type ScenarioName = 'idle' | 'pairs' | 'fanout' | 'reconnect';
 
 export interface ScenarioFailure {
   scenario: ScenarioName;
-  status: 'failed';
+  /** `unsupported`: the target cannot run this scenario (ejabberd: pairs only); not a failure. */
+  status: 'failed' | 'unsupported';
   error: string;
 }
 
@@ -60,7 +61,9 @@ export interface BenchReport {
 }
 
 export function isOk<T extends object>(r: T | ScenarioFailure | undefined): r is T {
-  return r !== undefined && !('status' in r && (r as ScenarioFailure).status === 'failed');
+  if (r === undefined || !('status' in r)) return r !== undefined;
+  const st = (r as ScenarioFailure).status;
+  return st !== 'failed' && st !== 'unsupported';
 }
 
 const fmt = (n: number | null | undefined, digits = 0): string => {
@@ -117,7 +120,7 @@ function failureNote(t: TargetResult): string[] {
   const out: string[] = [];
   if (t.status === 'failed') out.push(`- **${t.name}** failed: ${oneLine(t.error ?? '?')}`);
   for (const s of [t.idle, t.pairs, t.fanout, t.reconnect]) {
-    if (s && !isOk(s)) out.push(`- **${t.name}** / ${s.scenario} failed: ${oneLine(s.error)}`);
+    if (s && !isOk(s) && s.status !== 'unsupported') out.push(`- **${t.name}** / ${s.scenario} failed: ${oneLine(s.error)}`);
   }
   return out;
 }
@@ -185,6 +188,7 @@ export function renderMarkdown(r: BenchReport, svgName: string): string {
   }
 
   L.push(...crossNodeSection(r));
+  L.push(...ejabberdSection(r));
   L.push(...reconnectSection(r));
 
   if (r.storage) {
@@ -227,6 +231,11 @@ export function renderMarkdown(r: BenchReport, svgName: string): string {
 
   const notes = r.targets.flatMap(failureNote);
   if (notes.length) L.push('### Failures', '', ...notes, '');
+  const unsupported = r.targets.flatMap((t) => {
+    const names = [t.idle, t.pairs, t.fanout, t.reconnect].flatMap((s) => (s && !isOk(s) && s.status === 'unsupported' ? [s.scenario] : []));
+    return names.length ? [`- **${t.name}**: ${names.join(', ')} not supported (not run)`] : [];
+  });
+  if (unsupported.length) L.push('### Not supported', '', ...unsupported, '');
   L.push(
     'Caveat: server and load generator share the machine. When the load generator\'s CPU column approaches 100 %, the client side, not the server, limits the figure; when "machine busy" is high while server + load generator are not, other processes disturbed the step (tail latency suffers first). "loadgen max lag" is how late the send timer of a worker fired at worst: tens of ms mean the load generator itself was stalled (descheduled or in GC) and that delay is inside the measured latencies. See bench/README.md.',
     '',
@@ -302,6 +311,86 @@ function crossNodeSection(r: BenchReport): string[] {
   return L;
 }
 
+/** Server CPU time per delivered message, µs: the phase's CPU time when recorded, else from CPU %. */
+function cpuUsPerDelivery(st: StepResult): number | null {
+  if (!st.server || st.delivered <= 0) return null;
+  if (st.server.cpuMs !== undefined) return (st.server.cpuMs * 1000) / st.delivered;
+  return st.deliveriesPerSec > 0 ? (st.server.cpuPct * 10_000) / st.deliveriesPerSec : null;
+}
+
+interface Spread {
+  mean: number;
+  min: number;
+  max: number;
+  n: number;
+}
+
+function spread(values: (number | null | undefined)[]): Spread | null {
+  const v = values.filter((x): x is number => x !== null && x !== undefined && Number.isFinite(x));
+  if (v.length === 0) return null;
+  return { mean: v.reduce((a, b) => a + b, 0) / v.length, min: Math.min(...v), max: Math.max(...v), n: v.length };
+}
+
+/** "mean (min–max)" when there was more than one run. */
+function fmtSpread(s: Spread | null, digits: number): string {
+  if (!s) return '–';
+  return s.n > 1 && s.max !== s.min ? `${fmt(s.mean, digits)} (${fmt(s.min, digits)}–${fmt(s.max, digits)})` : fmt(s.mean, digits);
+}
+
+/**
+ * "What users pick instead": every project target's pairs figures at the rates ejabberd ran too
+ * (the fixed `--pairs-rates`), as ratios to ejabberd's. Repeated runs of a rate are averaged;
+ * the spread (min–max over the runs) is shown next to each mean.
+ */
+function ejabberdSection(r: BenchReport): string[] {
+  const ej = r.targets.find((t) => t.name === 'ejabberd' && t.status === 'ok');
+  const ejPairs = ej && isOk(ej.pairs) ? ej.pairs : undefined;
+  if (!ej || !ejPairs) return [];
+  const others = r.targets.filter((t) => t.kind === 'project' && t.status === 'ok' && isOk(t.pairs));
+  const ejRates = [...new Set(ejPairs.steps.map((s) => s.rate))];
+  const rates = (r.settings.pairs.fixedRates ?? ejRates).filter((x) => ejRates.includes(x));
+  const L: string[] = [];
+  L.push('### Against ejabberd (what users pick instead), pairs, same run', '');
+  L.push(
+    `ejabberd ${ej.description.match(/version ([\w.-]+)/)?.[1] ?? ''} (its own instance: temporary config and Mnesia spool, one \`ejabberd_http\` listener with \`/ws\` → \`ejabberd_http_ws\`, no shaper) against the same load generator speaking XMPP over WebSocket (RFC 7395): SASL PLAIN, bind, XEP-0198 stream management, initial presence; ` +
+      `each message is a \`<message type="chat">\` to the partner's bare JID with the intended send time in the body, followed by \`<r/>\`. ` +
+      `**ack** = send→\`sent\` for the project (after the durable commit), send→the server's XEP-0198 \`<a h/>\` covering the message for ejabberd (after routing; ejabberd stores nothing of a message delivered to an online session: no MAM, offline storage unused). ` +
+      `Recipients ack the project every ${r.settings.load.ackEveryMs} ms (highest seq per conversation) and answer every XEP-0198 \`<r/>\` of ejabberd at once with \`<a h/>\`. ` +
+      `**CPU µs/msg** = server CPU time (utime+stime of the server process: node for the project, beam.smp for ejabberd; MariaDB not counted) over the step, per delivered message. ` +
+      `Each cell is the mean over the runs of that rate, with (min–max) when they differed; ratios are of the means (× ejabberd: for msg/s higher is better, for latency, CPU and RSS lower is better).`,
+    '',
+  );
+  L.push('| offered msg/s | target | runs passed | delivered msg/s | × ejabberd | delivery p50 ms | × | delivery p99 ms | × | ack p99 ms | × | server CPU µs/msg | × | peak RSS MB | × | machine busy % | loadgen max lag ms | load avg 1m at start |');
+  L.push('|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+  for (const rate of rates) {
+    const agg = (t: TargetResult) => {
+      const steps = isOk(t.pairs) ? t.pairs.steps.filter((s) => s.rate === rate) : [];
+      return {
+        steps,
+        delivered: spread(steps.map((s) => s.deliveriesPerSec)),
+        p50: spread(steps.map((s) => (s.delivery.count > 0 ? s.delivery.p50 : null))),
+        p99: spread(steps.map((s) => (s.delivery.count > 0 ? s.delivery.p99 : null))),
+        ack: spread(steps.map((s) => (s.sent.count > 0 ? s.sent.p99 : null))),
+        cpu: spread(steps.map(cpuUsPerDelivery)),
+        rss: spread(steps.map((s) => s.server?.peakRssMB)),
+        busy: spread(steps.map((s) => s.machineBusyPct)),
+        lag: spread(steps.map((s) => s.maxScheduleLagMs)),
+      };
+    };
+    const e = agg(ej);
+    for (const t of [ej, ...others]) {
+      const a = t === ej ? e : agg(t);
+      if (a.steps.length === 0) continue;
+      const x = (v: Spread | null, ref: Spread | null): string => (t === ej ? '1×' : ratio(v?.mean, ref?.mean));
+      L.push(
+        `| ${fmt(rate)} | ${t.name} | ${a.steps.filter((s) => s.pass).length}/${a.steps.length} | ${fmtSpread(a.delivered, 0)} | ${x(a.delivered, e.delivered)} | ${fmtSpread(a.p50, 2)} | ${x(a.p50, e.p50)} | ${fmtSpread(a.p99, 2)} | ${x(a.p99, e.p99)} | ${fmtSpread(a.ack, 2)} | ${x(a.ack, e.ack)} | ${fmtSpread(a.cpu, 0)} | ${x(a.cpu, e.cpu)} | ${fmtSpread(a.rss, 0)} | ${x(a.rss, e.rss)} | ${fmtSpread(a.busy, 0)} | ${a.lag ? fmt(a.lag.max, 0) : '–'} | ${fmt(t.loadAvg1, 2)} |`,
+      );
+    }
+  }
+  L.push('', 'A run fails when p99 ack ≥ the pairs limit or more than 0.1 % of the messages got no ack, an error or no delivery ("runs passed"); its figures still count in the means. "machine busy %" is all cores, every process on the machine (other agents\' work included); the load average is taken when each target started.', '');
+  return L;
+}
+
 function reconnectSection(r: BenchReport): string[] {
   const rs = r.targets.flatMap((t) => (isOk(t.reconnect) ? [{ t, rc: t.reconnect }] : []));
   if (rs.length === 0) return [];
@@ -338,6 +427,7 @@ const COLORS: Record<string, string> = {
   'node-sqlite': '#1864ab',
   'node-mariadb': '#e67700',
   'node-cluster2': '#862e9c',
+  ejabberd: '#0b7285',
 };
 const FALLBACK = ['#5f3dc4', '#0b7285', '#862e9c', '#495057'];
 

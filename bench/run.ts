@@ -10,6 +10,8 @@
  *   node-mariadb  the project with IM_MYSQL_URL on a temporary MariaDB from the test harness
  *   node-cluster2 two project nodes on MariaDB + NATS + Redis (test harness `startAll`); every
  *                 pair / group / offline conversation spans both nodes
+ *   ejabberd      bench/baselines/ejabberd.ts — what users pick instead: a private ejabberd
+ *                 (Debian package, installed on demand), XMPP over WebSocket; pairs only
  * Scenarios: idle, pairs, fanout, reconnect (storm of clients with offline messages waiting).
  * plus the storage ceilings (bench/baselines/storage-ceiling.ts) for SQLite and MariaDB.
  *
@@ -24,11 +26,13 @@ import { basename, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ChatNodeHandle, ChatNodeOptions } from '../test/harness/chat-node.ts';
 import type { ServerHandle } from '../test/harness/servers.ts';
+import { startEjabberd } from './baselines/ejabberd.ts';
 import { runStorageCeiling } from './baselines/storage-ceiling.ts';
 import { seedPairsRecord } from './seed.ts';
 import {
   defaultLoadOptions,
   loopbackAddrs,
+  pairUsers,
   runFanout,
   runIdle,
   runPairs,
@@ -42,7 +46,7 @@ import { renderMarkdown, renderSvg, type BenchReport, type ScenarioFailure, type
 
 const BENCH_DIR = fileURLToPath(new URL('.', import.meta.url));
 const REPO_ROOT = resolve(BENCH_DIR, '..');
-const ALL_TARGETS = ['uws', 'socketio', 'node-sqlite', 'node-mariadb', 'node-cluster2'] as const;
+const ALL_TARGETS = ['uws', 'socketio', 'node-sqlite', 'node-mariadb', 'node-cluster2', 'ejabberd'] as const;
 type TargetName = (typeof ALL_TARGETS)[number];
 const ALL_SCENARIOS: ScenarioName[] = ['idle', 'pairs', 'fanout', 'reconnect'];
 /** The cluster skips idle by default: 5000 logins cost it ~20 s of a bounded run (`--cluster-scenarios`). */
@@ -51,7 +55,7 @@ const CLUSTER_DEFAULT_SCENARIOS: ScenarioName[] = ['pairs', 'fanout', 'reconnect
 // ------------------------------------------------------------------------------------ flags
 
 const HELP = `npm run bench -- [flags]
-  --targets LIST        ${ALL_TARGETS.join(',')} (default: all)
+  --targets LIST        ${ALL_TARGETS.join(',')} (default: all; ejabberd runs pairs only)
   --scenarios LIST      idle,pairs,fanout,reconnect (default: all)
   --cluster-scenarios LIST  scenarios run on node-cluster2 (default: pairs,fanout,reconnect)
   --storage LIST        sqlite,mariadb | none (default: sqlite,mariadb)
@@ -222,6 +226,22 @@ interface RunningServer {
 /** Children this run started, so Ctrl-C can stop exactly those (by PID). */
 const children = new Set<ChildProcess>();
 
+/** ejabberd for the pairs scenario's users (bench/baselines/ejabberd.ts), stopped by its beam.smp PID. */
+async function startEjabberdTarget(pairs: number): Promise<RunningServer & { xmpp: { domain: string; password: string }; version: string }> {
+  const users = Array.from({ length: pairs }, (_, i) => pairUsers(i)).flat();
+  const h = await startEjabberd({ users, log, onChild: (c) => children.add(c) });
+  return {
+    url: h.url,
+    pid: h.pid,
+    xmpp: { domain: h.domain, password: h.password },
+    version: h.version,
+    async stop() {
+      await h.stop();
+      children.delete(h.child);
+    },
+  };
+}
+
 async function startBaseline(script: string, path: string): Promise<RunningServer> {
   const port = await freePort();
   const child = spawn(process.execPath, ['--import', 'tsx', join(BENCH_DIR, 'baselines', script), '--port', String(port), '--host', '127.0.0.1'], {
@@ -379,6 +399,8 @@ function describe(name: TargetName): { kind: TargetResult['kind']; description: 
       return { kind: 'project', description: 'the project, single node on MariaDB (IM_MYSQL_URL)' };
     case 'node-cluster2':
       return { kind: 'project', description: 'the project, 2 nodes on MariaDB + NATS + Redis; every pair, group and offline conversation spans both nodes' };
+    case 'ejabberd':
+      return { kind: 'baseline', description: 'what users pick instead: ejabberd (Debian package) on its own temp config and Mnesia spool, XMPP over WebSocket, XEP-0198 acks (bench/baselines/ejabberd.ts)' };
   }
 }
 
@@ -512,10 +534,12 @@ async function main(): Promise<void> {
       const t: TargetResult = { name, ...d, status: 'ok', loadAvg1: Math.round((os.loadavg()[0] ?? 0) * 100) / 100 };
       report.targets.push(t);
       log(`target ${name}: starting`);
-      let server: RunningServer;
+      let server: RunningServer & { xmpp?: { domain: string; password: string }; version?: string };
       try {
         server =
-          name === 'uws'
+          name === 'ejabberd'
+            ? await startEjabberdTarget(f.pairs)
+            : name === 'uws'
             ? await startBaseline('uws-echo.ts', '/ws')
             : name === 'socketio'
               ? await startBaseline('socketio-chat.ts', '/')
@@ -532,9 +556,15 @@ async function main(): Promise<void> {
       }
       t.url = server.url;
       if (server.urls) t.urls = server.urls;
-      const target: Target = { name, url: server.url, codec: name === 'socketio' ? 'socketio' : 'im', pid: server.pid, urls: server.urls, pids: server.pids };
+      if (server.version) t.description += `, version ${server.version}`;
+      const target: Target = { name, url: server.url, codec: name === 'socketio' ? 'socketio' : name === 'ejabberd' ? 'xmpp' : 'im', pid: server.pid, urls: server.urls, pids: server.pids, xmpp: server.xmpp };
       // The Socket.IO baseline keeps nothing for offline users: no reconnect storm there.
       const scenarios = f.scenarios.filter((sc) => (name === 'node-cluster2' ? f.clusterScenarios.includes(sc) : true) && !(name === 'socketio' && sc === 'reconnect'));
+      // The XMPP client mode of the load generator does the pairs scenario only.
+      if (name === 'ejabberd') {
+        for (const sc of scenarios.filter((x) => x !== 'pairs')) t[sc] = { scenario: sc, status: 'unsupported', error: 'not supported for ejabberd (pairs only)' } satisfies ScenarioFailure;
+        scenarios.splice(0, scenarios.length, ...scenarios.filter((x) => x === 'pairs'));
+      }
       try {
         for (const sc of scenarios) {
           log(`target ${name}: ${sc}`);

@@ -33,6 +33,8 @@ export interface Target {
   urls?: string[];
   /** Cluster: every node's PID; server CPU and RSS are summed over them. Overrides `pid`. */
   pids?: number[];
+  /** codec `xmpp` (ejabberd): the XMPP domain and the password every bench user was registered with. */
+  xmpp?: { domain: string; password: string };
 }
 
 function pidsOf(t: Target): number[] {
@@ -230,6 +232,7 @@ async function setupFleet(fleet: Fleet, target: Target, o: LoadOptions, perWorke
       pingEveryMs: o.pingEveryMs,
       connectConcurrency: o.connectConcurrency,
       ackEveryMs: o.ackEveryMs,
+      xmpp: target.xmpp,
     }),
   );
   const requested = perWorker.reduce((n, c) => n + c.length, 0);
@@ -256,6 +259,8 @@ export interface ServerUsage {
   cpuPct: number;
   rssMB: number;
   peakRssMB: number;
+  /** Server CPU time (user + system) over the phase, ms (absent in reports written before it existed). */
+  cpuMs?: number;
 }
 
 interface MergedPhase {
@@ -318,7 +323,7 @@ async function runPhase(fleet: Fleet, target: Target, kind: PhaseKind, rates: nu
     fanout,
     maxScheduleLagMs: results.reduce((m, r) => Math.max(m, r.maxScheduleLagMs), 0),
     loadgenCpuPct: results.reduce((m, r) => Math.max(m, r.wallMs > 0 ? round1((r.cpuMs / r.wallMs) * 100) : 0), 0),
-    server: usage ? { cpuPct: usage.cpuPct, rssMB: usage.rssMB, peakRssMB: usage.peakRssMB } : null,
+    server: usage ? { cpuPct: usage.cpuPct, rssMB: usage.rssMB, peakRssMB: usage.peakRssMB, cpuMs: usage.cpuMs } : null,
     machineBusyPct,
     openSockets: results.reduce((n, r) => n + r.openSockets, 0),
   };

@@ -1,6 +1,7 @@
 /** Messages between the load-generator coordinator and its worker processes (IPC). */
 
-export type CodecName = 'im' | 'socketio';
+/** `xmpp`: XMPP over WebSocket (RFC 7395) against ejabberd, pairs only (loadgen/xmpp.ts). */
+export type CodecName = 'im' | 'socketio' | 'xmpp';
 
 /** One connection a worker opens: logs in as `user`; in `pairs` it sends to `peer`. */
 export interface ConnSpec {
@@ -33,6 +34,8 @@ export interface SetupMsg {
   connectConcurrency: number;
   /** Flush cadence for coalesced `ack` frames (ms). */
   ackEveryMs: number;
+  /** codec `xmpp`: the XMPP domain (users are `user@domain`) and every user's password. */
+  xmpp?: { domain: string; password: string };
 }
 
 export interface GroupMsg {

@@ -6,6 +6,9 @@
  * Latency is measured from the *intended* send time of an open-loop schedule (no coordinated
  * omission): send→`sent` at the sender and send→`msg` at the recipient (body.ts is the
  * intended wall-clock send time, so this also works across worker processes).
+ *
+ * Codec `xmpp` (ejabberd, pairs only): XMPP over WebSocket with XEP-0198 acks instead of the
+ * project's frames (connectXmpp / onXmpp below, templates and classifier in xmpp.ts).
  */
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
@@ -13,6 +16,7 @@ import { SignJWT } from 'jose';
 import WebSocket from 'ws';
 import { codecFor, dmConv, groupConv, type ClientFrame, type Codec, type RequestFrame, type ServerFrame } from './codec.ts';
 import { encode, newHistogram, recordUs, type Histogram } from './hist.ts';
+import { parseXmpp, xmppA, xmppAuthPlain, xmppBind, xmppMessage, xmppOpen, XMPP_ENABLE, XMPP_PRESENCE, XMPP_R, XMPP_SUBPROTOCOL, type XmppConnState, type XmppIn } from './xmpp.ts';
 import type { ConnSpec, FromWorker, GroupMsg, PhaseMsg, PhaseResultMsg, PrepareMsg, SetupMsg, StormMsg, ToWorker } from './types.ts';
 
 const wall = (): number => performance.timeOrigin + performance.now();
@@ -31,6 +35,8 @@ interface Conn {
   /** reconnect storm hooks, set before the socket opens (pushes follow login_ok in the same chunk). */
   onMsg?: (f: ServerFrame) => void;
   onLoginOk?: () => void;
+  /** codec `xmpp`: XEP-0198 counters and the partner's JID. */
+  xmpp?: XmppConnState;
 }
 
 interface ConnectOpts {
@@ -203,6 +209,7 @@ function sourceAddr(s: SetupMsg, index: number): string | undefined {
 
 function connect(s: SetupMsg, spec: ConnSpec, tok: string, opts: ConnectOpts = {}): Promise<Conn> {
   const loginTimeoutMs = opts.loginTimeoutMs ?? 15000;
+  if (s.codec === 'xmpp') return connectXmpp(s, spec, loginTimeoutMs);
   const url = (s.urls && s.urls.length > 0 ? s.urls[(spec.node ?? 0) % s.urls.length] : undefined) ?? s.url;
   return new Promise<Conn>((resolve, reject) => {
     const ws = new WebSocket(codec.url(url), {
@@ -262,12 +269,155 @@ function connect(s: SetupMsg, spec: ConnSpec, tok: string, opts: ConnectOpts = {
   });
 }
 
+/**
+ * XMPP over WebSocket (RFC 7395): open, SASL PLAIN, stream restart, bind, XEP-0198 enable
+ * (no resumption), then initial presence (so messages to the bare JID reach this resource).
+ * Resolves once stream management is enabled; from then on frames go to onXmpp.
+ */
+function connectXmpp(s: SetupMsg, spec: ConnSpec, loginTimeoutMs: number): Promise<Conn> {
+  const xs = s.xmpp;
+  if (!xs) return Promise.reject(new Error('xmpp_settings_missing'));
+  const url = (s.urls && s.urls.length > 0 ? s.urls[(spec.node ?? 0) % s.urls.length] : undefined) ?? s.url;
+  return new Promise<Conn>((resolve, reject) => {
+    const ws = new WebSocket(url, XMPP_SUBPROTOCOL, {
+      perMessageDeflate: false,
+      skipUTF8Validation: true,
+      handshakeTimeout: 15000,
+      localAddress: sourceAddr(s, spec.index),
+    });
+    const x: XmppConnState = { to: `${spec.peer ?? spec.user}@${xs.domain}`, out: 0, in: 0, unacked: [], head: 0 };
+    const c: Conn = { spec, ws, open: false, toAck: new Map(), nextPingAt: Number.POSITIVE_INFINITY, xmpp: x };
+    let settled = false;
+    let stage: 'auth' | 'bind' | 'enable' = 'auth';
+    const fail = (reason: string): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      ws.terminate();
+      reject(new Error(reason));
+    };
+    const timer = setTimeout(() => fail('login_timeout'), loginTimeoutMs);
+    ws.on('open', () => ws.send(xmppOpen(xs.domain)));
+    ws.on('message', (data: WebSocket.RawData) => {
+      const st = parseXmpp(data.toString());
+      if (settled) {
+        if (c.open) onXmpp(c, st);
+        return;
+      }
+      switch (st.kind) {
+        case 'features':
+          if (stage === 'auth') {
+            if (!st.mechanisms) return fail('xmpp_no_plain');
+            ws.send(xmppAuthPlain(spec.user, xs.password));
+          } else if (stage === 'bind') {
+            if (!st.bind || !st.sm) return fail(st.bind ? 'xmpp_no_sm' : 'xmpp_no_bind');
+            ws.send(xmppBind('bind', 'bench'));
+          }
+          return;
+        case 'success':
+          stage = 'bind';
+          ws.send(xmppOpen(xs.domain));
+          return;
+        case 'failure':
+          return fail(`login_${st.reason}`);
+        case 'iq':
+          if (st.id !== 'bind') return;
+          if (st.type !== 'result') return fail(`xmpp_bind_${st.type}`);
+          stage = 'enable';
+          ws.send(XMPP_ENABLE);
+          return;
+        case 'enabled':
+          // Both sides count stanzas from here (XEP-0198 §4): the presence is our stanza 1.
+          settled = true;
+          clearTimeout(timer);
+          c.open = true;
+          x.out++;
+          ws.send(XMPP_PRESENCE);
+          resolve(c);
+          return;
+        case 'stream_error':
+          return fail(`xmpp_${st.reason}`);
+        default:
+          return;
+      }
+    });
+    ws.on('error', (e: Error) => {
+      const http = /Unexpected server response: (\d+)/.exec(e.message)?.[1];
+      if (!settled) fail(`connect_${(e as NodeJS.ErrnoException).code ?? (http ? `http_${http}` : e.message.slice(0, 60) || 'error')}`);
+    });
+    ws.on('close', () => {
+      if (c.open && settled) countError('closed');
+      c.open = false;
+      if (!settled) fail('closed_before_login');
+    });
+  });
+}
+
+/** One XMPP frame after login: deliveries, the server's acks of our sends, its ack requests. */
+function onXmpp(c: Conn, st: XmppIn): void {
+  const x = c.xmpp;
+  if (!x) return;
+  switch (st.kind) {
+    case 'message': {
+      x.in++;
+      if (st.error) {
+        countError('xmpp_message_error');
+        return;
+      }
+      const ts = st.ts;
+      if (phase && ts !== null && ts >= phase.startAt - 1) {
+        const now = wall();
+        delivered++;
+        lastDeliveryAt = now;
+        recordUs(deliveryHist, (now - ts) * 1000);
+      }
+      return;
+    }
+    case 'presence':
+    case 'iq':
+      x.in++;
+      return;
+    case 'r':
+      // The recipient's ack (XEP-0198): everything received so far, answered at once.
+      c.ws.send(xmppA(x.in));
+      return;
+    case 'a': {
+      // The server has handled our stanzas 1..h: each message among them is `sent`.
+      while (x.head < x.unacked.length) {
+        const e = x.unacked[x.head];
+        if (!e || e[0] > st.h) break;
+        x.head++;
+        const t0 = pending.get(e[1]);
+        if (t0 !== undefined) {
+          pending.delete(e[1]);
+          sentOk++;
+          recordUs(sentHist, (performance.now() - t0) * 1000);
+        }
+      }
+      if (x.head > 4096 && x.head * 2 > x.unacked.length) {
+        x.unacked = x.unacked.slice(x.head);
+        x.head = 0;
+      }
+      return;
+    }
+    case 'stream_error':
+      countError(`xmpp_${st.reason}`);
+      return;
+    case 'failure':
+      countError(`xmpp_failure_${st.reason}`);
+      return;
+    default:
+      return;
+  }
+}
+
 async function doSetup(s: SetupMsg): Promise<void> {
   setup = s;
   codec = codecFor(s.codec);
   const secret = new TextEncoder().encode(s.jwtSecret);
   // Tokens are signed before the clock starts: the connect time measures the server.
-  const tokens = await Promise.all(s.conns.map((c) => token(c.user, secret)));
+  // XMPP logs in with SASL PLAIN (the users' password in s.xmpp), no token.
+  const tokens = s.codec === 'xmpp' ? [] : await Promise.all(s.conns.map((c) => token(c.user, secret)));
   const t0 = performance.now();
   const setupErrors: Record<string, number> = {};
   let failed = 0;
@@ -304,7 +454,8 @@ async function doSetup(s: SetupMsg): Promise<void> {
 /** Pings (heartbeat) and coalesced acks for every socket, spread over time. */
 function startBackground(): void {
   const s = setup;
-  if (!s) return;
+  // XMPP: acks answer the server's <r/> at once (onXmpp); ejabberd pings the WebSocket itself.
+  if (!s || s.codec === 'xmpp') return;
   const every = s.pingEveryMs > 0 ? s.pingEveryMs : heartbeatMs;
   const now = performance.now();
   conns.forEach((c, i) => {
@@ -655,6 +806,15 @@ async function doPhase(p: PhaseMsg): Promise<void> {
           }
           const rid = nextRid();
           pending.set(rid, intended);
+          const x = c.xmpp;
+          if (x) {
+            // The message, then <r/>: the server's <a h/> for it stands for `sent`.
+            x.out++;
+            x.unacked.push([x.out, rid]);
+            c.ws.send(xmppMessage(x.to, rid, performance.timeOrigin + intended, pad));
+            c.ws.send(XMPP_R);
+            continue;
+          }
           const body = { ts: performance.timeOrigin + intended, pad };
           const frame: ClientFrame = p.kind === 'fanout' ? { t: 'send', rid, conv: p.conv, cmid: rid, body } : { t: 'send', rid, to: c.spec.peer, cmid: rid, body };
           c.ws.send(codec.encode(frame));
