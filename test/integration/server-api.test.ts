@@ -35,7 +35,7 @@ afterAll(async () => {
 
 interface Answer { status: number; body: any; headers: Headers }
 
-async function call(method: string, path: string, body?: unknown, opts: { key?: string | null; base?: string; raw?: string | Uint8Array; headers?: Record<string, string> } = {}): Promise<Answer> {
+async function call(method: string, path: string, body?: unknown, opts: { key?: string | null; base?: string; raw?: string; headers?: Record<string, string> } = {}): Promise<Answer> {
   const headers: Record<string, string> = { ...opts.headers };
   const key = opts.key === undefined ? KEY1 : opts.key;
   if (key !== null) headers.authorization = `Bearer ${key}`;
