@@ -93,8 +93,9 @@ describe('server API: access', () => {
   it('without IM_API_KEYS: the development key on a development node, 404 elsewhere; IM_API_PORT moves the API', async () => {
     const apiPort = await freePort();
     // The development JWT secret (IM_JWT_SECRET unset) and an internal API listener.
-    const dev = await startChatNode({ env: { IM_JWT_SECRET: '', IM_API_PORT: String(apiPort) } });
-    others.push(dev);
+    // And a real secret without keys: no API at all.
+    const [dev, prod] = await Promise.all([startChatNode({ env: { IM_JWT_SECRET: '', IM_API_PORT: String(apiPort) } }), startChatNode({ env: {} })]);
+    others.push(dev, prod);
     const apiBase = `http://127.0.0.1:${apiPort}`;
     ok(await call('POST', '/api/v1/tokens', { user: 'x' }, { base: apiBase, key: 'dev-api-key-change-me' }), s.tokenAnswer);
     refused(await call('POST', '/api/v1/tokens', { user: 'x' }, { base: apiBase, key: KEY1 }), 401, 'unauthorized');
@@ -102,13 +103,10 @@ describe('server API: access', () => {
     const onClientPort = await fetch(`${dev.httpUrl}/api/v1/tokens`, { method: 'POST', headers: { authorization: 'Bearer dev-api-key-change-me' }, body: '{"user":"x"}' });
     expect(onClientPort.status).toBe(404);
     await onClientPort.text();
-    // A real secret and no keys: no API at all.
-    const prod = await startChatNode({ env: {} });
-    others.push(prod);
     refused(await call('POST', '/api/v1/tokens', { user: 'x' }, { base: prod.httpUrl, key: 'dev-api-key-change-me' }), 404, 'not_found');
     refused(await call('GET', '/api/v1/openapi.json', undefined, { base: prod.httpUrl, key: null }), 404, 'not_found');
     await Promise.all([dev.stop(), prod.stop()]);
-  });
+  }, 150_000);
 });
 
 describe('server API: input', () => {
@@ -268,9 +266,12 @@ describe('server API: calls', () => {
   it('groups: create with an explicit owner, conflict, add then remove, owner kept, member list', async () => {
     const group = `team_${tag}`;
     const conv = `g:${group}`;
+    const gb = await client(u('gb'));
     const created = ok(await call('POST', '/api/v1/groups', { group, owner: u('gowner'), members: [u('gb'), u('gc'), u('gb')] }), s.groupCreatedAnswer);
     expect(created).toEqual({ conv });
     refused(await call('POST', '/api/v1/groups', { group, owner: u('gx'), members: [] }), 409, 'conflict');
+    // v1.1 group pushes name the acting party: "@api" without `by`.
+    expect(await gb.next((f) => f.t === 'group' && f.conv === conv)).toMatchObject({ op: 'created', by: '@api' });
     const info = ok(await call('GET', `/api/v1/groups/${enc(conv)}/members`), s.groupAnswer);
     expect(info).toEqual({ conv, owner: u('gowner'), members: [u('gb'), u('gc'), u('gowner')].sort() });
     // The owner can chat in it at once.
@@ -279,6 +280,11 @@ describe('server API: calls', () => {
     await gc.next((f) => f.t === 'msg' && f.conv === conv);
     const changed = ok(await call('POST', `/api/v1/groups/${enc(conv)}/members`, { add: [u('gd'), u('ge')], remove: [u('gc'), u('ge')] }), s.membersAnswer);
     expect(changed.members).toEqual([u('gb'), u('gd'), u('gowner')].sort());
+    expect(await gb.next((f) => f.t === 'group' && f.op === 'added')).toMatchObject({ conv, members: [u('gd'), u('ge')], by: '@api' });
+    expect(await gb.next((f) => f.t === 'group' && f.op === 'removed')).toMatchObject({ conv, by: '@api' });
+    ok(await call('POST', `/api/v1/groups/${enc(conv)}/members`, { add: [u('gf')], by: u('gowner') }), s.membersAnswer);
+    expect(await gb.next((f) => f.t === 'group' && f.op === 'added' && (f.members as string[]).includes(u('gf')))).toMatchObject({ by: u('gowner') });
+    ok(await call('POST', `/api/v1/groups/${enc(conv)}/members`, { remove: [u('gf')] }), s.membersAnswer);
     refused(await call('POST', `/api/v1/groups/${enc(conv)}/members`, { remove: [u('gowner')] }), 400, 'bad_request', 'owner');
     // Nothing changed by the refused call; an empty change answers the list.
     expect(ok(await call('POST', `/api/v1/groups/${enc(conv)}/members`, {}), s.membersAnswer).members).toEqual(changed.members);
