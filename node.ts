@@ -14,6 +14,7 @@ import { ConversationRegistry } from './actors/conversation-registry.ts';
 import type { Delivery } from './actors/delivery.ts';
 import { LocalDelivery } from './actors/local-delivery.ts';
 import { PersistencePool } from './actors/persistence-actor.ts';
+import { PresenceService } from './actors/presence-watch.ts';
 import { SessionDirectory, type SessionEntry } from './actors/session-directory.ts';
 import { SessionManager } from './actors/session-manager.ts';
 import { createActorSystem, type ActorSystem } from './actors/system.ts';
@@ -86,14 +87,18 @@ export async function startNode(config: NodeConfig, log: Logger = createLogger(c
     }
     const groupCreates = new KeyedRateLimiter(config.groupCreatesPerMin / 60, config.groupCreatesPerMin);
     const typings = new KeyedRateLimiter(TYPING_RELAYS_PER_S, 1);
+    // v1.1 presence_sub: transitions from the cluster's presence replica, or this node's directory.
+    const presenceWatch = new PresenceService(directory, store, cluster ? cluster.presence : directory);
     sessions = await SessionManager.start(root, directory, {
       config, log, metrics, store, conversations,
       pendingAck: (conv, user) => persistence.pendingAck(conv, user),
       allowGroupCreate: (user) => groupCreates.take(user),
       allowTyping: (user, conv) => typings.take(`${user}\u0000${conv}`),
+      presence: presenceWatch,
       nodeId: config.nodeId,
     }, metrics, config.sessionShards);
     const sm = sessions;
+    sm.onSessionGone((entry) => presenceWatch.sessionGone(entry));
     if (cluster) {
       const presence = cluster.presence;
       sm.setAnnouncer({

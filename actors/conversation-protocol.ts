@@ -7,7 +7,8 @@ import type { MsgFrame } from '../protocol/frames.ts';
 
 export type ConvRequest =
   | { op: 'send'; conv: string; user: string; device: string; cmid: string; kind: string; bodyJson: string }
-  | { op: 'sync'; conv: string; user: string; after: number; limit: number }
+  /** `before` (v1.1), when present, pages backwards and `after` is ignored. */
+  | { op: 'sync'; conv: string; user: string; after: number; before?: number; limit: number }
   | { op: 'recall'; conv: string; user: string; seq: number }
   /** Merged `ack`/`read` moves of one member (0 or absent = no move). */
   | { op: 'cursor'; conv: string; user: string; ack?: number; read?: number }
@@ -15,7 +16,9 @@ export type ConvRequest =
   | { op: 'group_create'; conv: string; user: string; members: string[] }
   | { op: 'group_add'; conv: string; user: string; members: string[] }
   | { op: 'group_remove'; conv: string; user: string; members: string[] }
-  | { op: 'group_members'; conv: string; user: string };
+  | { op: 'group_members'; conv: string; user: string }
+  /** v1.1: a member leaves a group. */
+  | { op: 'group_leave'; conv: string; user: string };
 
 export type ConvOp = ConvRequest['op'];
 
@@ -30,7 +33,9 @@ export interface ReplyOf {
   group_create: Record<string, never>;
   group_add: Record<string, never>;
   group_remove: Record<string, never>;
-  group_members: { members: string[] };
+  /** `owner` (v1.1) for groups that have one. */
+  group_members: { members: string[]; owner?: string };
+  group_leave: Record<string, never>;
 }
 
 export type ConvReply<O extends ConvOp = ConvOp> = ReplyOf[O];

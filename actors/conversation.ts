@@ -25,7 +25,8 @@
 import { ProtocolError, unavailable } from '../protocol/errors.ts';
 import { parseConvId, type ParsedConv } from '../protocol/ids.ts';
 import type { MsgFrame } from '../protocol/frames.ts';
-import { encodeMsg, encodeReceipt, encodeRecalled, encodeTyping, msgFrame } from '../protocol/encode.ts';
+import { encodeGroup, encodeMsg, encodeReceipt, encodeRecalled, encodeTyping, msgFrame } from '../protocol/encode.ts';
+import type { GroupOp } from '../protocol/wire.ts';
 import type { RecordStore, NewMessage, StoredMessage, SentRecord } from '../persistence/message-store.ts';
 import { DuplicateKeyError } from '../persistence/message-store.ts';
 import type { ConvRequest, ConvReply, SendResult } from './conversation-protocol.ts';
@@ -175,14 +176,15 @@ export class ConversationCore {
   private async dispatch(req: ConvRequest): Promise<ConvReply> {
     switch (req.op) {
       case 'send': return this.send(req);
-      case 'sync': return this.sync(req.user, req.after, req.limit);
+      case 'sync': return req.before !== undefined ? this.syncBefore(req.user, req.before, req.limit) : this.sync(req.user, req.after, req.limit);
       case 'recall': return this.recall(req.user, req.seq);
       case 'cursor': return this.cursor(req.user, req.ack ?? 0, req.read ?? 0);
       case 'typing': return this.typing(req.user);
       case 'group_create': return this.serially(() => this.groupCreate(req.user, req.members));
       case 'group_add': return this.serially(() => this.groupAdd(req.user, req.members));
       case 'group_remove': return this.serially(() => this.groupRemove(req.user, req.members));
-      case 'group_members': return { members: this.requireMember(req.user) && this.memberList };
+      case 'group_members': return this.membersOf(req.user);
+      case 'group_leave': return this.serially(() => this.groupLeave(req.user));
     }
   }
 
@@ -411,6 +413,7 @@ export class ConversationCore {
     this.exists = true;
     this.members.set(user, 'owner');
     for (const m of members) if (m !== user) this.members.set(m, 'member');
+    this.announceGroup(this.memberList, 'created', this.memberList, user);
     return {};
   }
 
@@ -424,7 +427,9 @@ export class ConversationCore {
     this.requireOwner(user);
     this.checkGroupSize(members);
     await this.deps.store.addMembers(this.id, members).catch(() => { throw unavailable('the message store'); });
-    for (const m of members) if (!this.members.has(m)) this.members.set(m, 'member');
+    const added = members.filter((m) => !this.members.has(m));
+    for (const m of added) this.members.set(m, 'member');
+    this.announceGroup(this.memberList, 'added', added, user);
     return {};
   }
 
@@ -432,7 +437,53 @@ export class ConversationCore {
     this.requireOwner(user);
     const removable = members.filter((m) => this.members.get(m) === 'member');
     await this.deps.store.removeMembers(this.id, removable).catch(() => { throw unavailable('the message store'); });
+    const before = this.memberList;
     for (const m of removable) this.members.delete(m);
+    this.announceGroup(before, 'removed', removable, user);
+    return {};
+  }
+
+  // ---- v1.1: sync before, group_leave, group pushes, owner in group_members ----
+
+  /** The `limit` messages just below `before`, ascending; `more` when older ones exist. */
+  private async syncBefore(user: string, before: number, limit: number): Promise<{ msgs: MsgFrame[]; more: boolean }> {
+    this.requireMember(user);
+    const rows = await this.deps.store.historyBefore(this.id, before, limit + 1).catch(() => { throw unavailable('the message store'); });
+    const more = rows.length > limit;
+    return { msgs: rows.slice(0, limit).reverse().map(toMsgFrame), more };
+  }
+
+  private membersOf(user: string): { members: string[]; owner?: string } {
+    this.requireMember(user);
+    const owner = this.groupOwner();
+    return owner === null ? { members: this.memberList } : { members: this.memberList, owner };
+  }
+
+  private groupOwner(): string | null {
+    for (const [u, role] of this.members) if (role === 'owner') return u;
+    return null;
+  }
+
+  /** `{"t":"group",…}` to `to` (every member the change concerns, the acting one and those it removes included). */
+  private announceGroup(to: readonly string[], op: GroupOp, members: string[], by: string): void {
+    if (members.length === 0 || to.length === 0) return;
+    this.deps.delivery.event(to, encodeGroup({ conv: this.id, op, members, by }));
+  }
+
+  /**
+   * A member leaves. The record decides the owner hand-over (earliest join, then smallest user
+   * id: MessageStore.leaveGroup reads the join order); the last one out ends the group: its row
+   * and messages stay, so the name stays taken, and nobody is a member.
+   */
+  private async groupLeave(user: string): Promise<Record<string, never>> {
+    if (this.parsed.kind !== 'group') throw new ProtocolError('bad_request', 'only a group can be left');
+    this.requireMember(user);
+    const r = await this.deps.store.leaveGroup(this.id, user).catch(() => { throw unavailable('the message store'); });
+    const before = this.memberList;
+    this.members.delete(user);
+    if (r.newOwner !== null && this.members.has(r.newOwner)) this.members.set(r.newOwner, 'owner');
+    this.announceGroup(before, 'left', [user], user);
+    if (r.newOwner !== null) this.announceGroup(before, 'owner', [r.newOwner], user);
     return {};
   }
 }

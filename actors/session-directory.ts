@@ -11,6 +11,18 @@ export interface SessionEntry { readonly user: string; readonly device: string; 
 export class SessionDirectory {
   private readonly byUser = new Map<string, Map<string, SessionEntry>>();
   private count = 0;
+  /** v1.1 presence: told when a user's first device registers and when the last one goes. */
+  private userChange: ((user: string, online: boolean) => void) | null = null;
+
+  /** Whether the user has a device on this node (the embedded node's view of who is online). */
+  isOnline(user: string): boolean {
+    return this.byUser.has(user);
+  }
+
+  /** Registers the listener of first-device / last-device transitions (one; a device replacing itself is none). */
+  onUserChange(fn: (user: string, online: boolean) => void): void {
+    this.userChange = fn;
+  }
 
   get size(): number {
     return this.count;
@@ -28,10 +40,12 @@ export class SessionDirectory {
   add(entry: SessionEntry): SessionEntry | undefined {
     const { user, device } = entry;
     let m = this.byUser.get(user);
+    const first = !m;
     if (!m) this.byUser.set(user, (m = new Map()));
     const old = m.get(device);
     m.set(device, entry);
     if (!old) this.count++;
+    if (first) this.userChange?.(user, true);
     return old;
   }
 
@@ -41,8 +55,11 @@ export class SessionDirectory {
     const cur = m?.get(entry.device);
     if (!m || cur !== entry) return false;
     m.delete(entry.device);
-    if (m.size === 0) this.byUser.delete(entry.user);
     this.count--;
+    if (m.size === 0) {
+      this.byUser.delete(entry.user);
+      this.userChange?.(entry.user, false);
+    }
     return true;
   }
 

@@ -31,6 +31,8 @@ export const noAnnouncer: DeviceAnnouncer = { online: () => Promise.resolve(), o
 export class SessionManager {
   private readonly shards: Supervisor[] = [];
   private announcer: DeviceAnnouncer = noAnnouncer;
+  /** Told of every session that leaves the directory (presence subscriptions are dropped with it). */
+  private gone: (entry: SessionEntry) => void = () => undefined;
 
   private constructor(private readonly directory: SessionDirectory, private readonly deps: SessionDeps, private readonly metrics: Metrics) {}
 
@@ -43,6 +45,11 @@ export class SessionManager {
   /** Set once the cluster runtime exists (it needs this manager to kick replaced devices). */
   setAnnouncer(a: DeviceAnnouncer): void {
     this.announcer = a;
+  }
+
+  /** Registers the listener of sessions that closed or were kicked (v1.1 presence watchers). */
+  onSessionGone(fn: (entry: SessionEntry) => void): void {
+    this.gone = fn;
   }
 
   /**
@@ -74,6 +81,7 @@ export class SessionManager {
   /** The socket closed: forget the session, tell the cluster, stop its actor. */
   close(entry: SessionEntry): void {
     if (this.directory.remove(entry)) this.announcer.offline(entry.user, entry.device);
+    this.gone(entry);
     this.metrics.sessions.set(this.directory.size);
     void entry.actor.destroy().catch(() => undefined);
   }
@@ -126,6 +134,7 @@ export class SessionManager {
    */
   private retire(e: SessionEntry, reason: KickReason): Promise<void> {
     this.directory.remove(e);
+    this.gone(e);
     this.metrics.sessions.set(this.directory.size);
     const kicked = e.actor.sendAndReceive('kick', reason).then(() => undefined, () => undefined);
     void kicked.then(() => e.actor.destroy()).catch(() => undefined);

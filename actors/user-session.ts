@@ -28,6 +28,7 @@ import type { ConversationService } from './conversation-protocol.ts';
 import { storedMsgJson } from './conversation.ts';
 import type { MessagePush } from './delivery.ts';
 import type { SelfActor } from './system.ts';
+import type { PresenceAccess } from './presence-watch.ts';
 
 /** What a session needs of its socket; the gateway implements it over uWebSockets.js. */
 export interface Connection {
@@ -51,6 +52,8 @@ export interface SessionDeps {
   allowGroupCreate(user: string): boolean;
   /** Whether the user's `typing` in `conv` may be relayed now (twice a second, shared by the user's sessions on this node). */
   allowTyping(user: string, conv: string): boolean;
+  /** v1.1 presence_sub (absent: answered `unavailable`). */
+  presence?: PresenceAccess;
   nodeId: string;
 }
 
@@ -99,6 +102,8 @@ export class UserSession {
   private cursorRequests = 0;
   private inflight = 0;
   private syncs = 0;
+  /** presence_sub requests being answered (at most one). */
+  private presenceSubs = 0;
   private closed = false;
   /** Settles once the login backlog has been pushed (or given up on); never rejects. */
   backlogDone: Promise<void> = Promise.resolve();
@@ -371,7 +376,7 @@ export class UserSession {
         if (this.syncs >= MAX_SYNCS_INFLIGHT) throw new ProtocolError('rate_limited', `more than ${MAX_SYNCS_INFLIGHT} sync requests in flight`);
         this.syncs++;
         try {
-          const r = await svc.request({ op: 'sync', conv, user: this.user, after: f.after, limit: f.limit ?? 50 });
+          const r = await svc.request({ op: 'sync', conv, user: this.user, after: f.after ?? 0, ...(f.before !== undefined ? { before: f.before } : {}), limit: f.limit ?? 50 });
           this.out({ t: 'batch', rid: f.rid, conv: f.conv, msgs: r.msgs, more: r.more });
         } finally {
           this.syncs--;
@@ -403,9 +408,29 @@ export class UserSession {
       case 'group_members': {
         this.checkUnread();
         const r = await svc.request({ op: 'group_members', conv: this.conv(f.conv), user: this.user });
-        this.out({ t: 'members', rid: f.rid, conv: f.conv, members: r.members });
+        this.out(r.owner !== undefined ? { t: 'members', rid: f.rid, conv: f.conv, owner: r.owner, members: r.members } : { t: 'members', rid: f.rid, conv: f.conv, members: r.members });
         return;
       }
+      case 'group_leave':
+        await svc.request({ op: 'group_leave', conv: this.groupConv(f.conv), user: this.user });
+        this.out({ t: 'ok', rid: f.rid });
+        return;
+      case 'presence_sub': return this.presenceSub(f);
+    }
+  }
+
+  /** v1.1 presence_sub: one at a time per socket (each is a store query over up to 500 users). */
+  private async presenceSub(f: ClientFrameOf<'presence_sub'>): Promise<void> {
+    const presence = this.deps.presence;
+    if (!presence) throw new ProtocolError('unavailable', 'presence is not available on this node');
+    this.checkUnread();
+    if (this.presenceSubs > 0) throw new ProtocolError('rate_limited', 'a presence_sub of this socket is still being answered');
+    this.presenceSubs++;
+    try {
+      const users = await presence.subscribe(this.user, this.device, f.users);
+      this.out({ t: 'presence', rid: f.rid, users });
+    } finally {
+      this.presenceSubs--;
     }
   }
 

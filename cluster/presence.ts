@@ -25,6 +25,12 @@ const DEL_IF = `if redis.call('hget', KEYS[1], ARGV[1]) == ARGV[2] then return r
 
 export class Presence {
   private readonly byUser = new Map<string, Map<string, string>>();
+  /**
+   * v1.1 presence: told when a user's first device appears in this replica and when the last one
+   * leaves it (every node sees the same transitions and pushes to its own subscribers). A device
+   * that moves to another node (same user and device logging in there) changes no user's state.
+   */
+  private userChange: ((user: string, online: boolean) => void) | null = null;
 
   constructor(
     private readonly self: string,
@@ -74,8 +80,30 @@ export class Presence {
 
   private set(user: string, device: string, node: string): void {
     let m = this.byUser.get(user);
+    const first = !m;
     if (!m) this.byUser.set(user, (m = new Map()));
     m.set(device, node);
+    if (first) this.userChange?.(user, true);
+  }
+
+  /** Forgets the user once no device is left (`offline` transition). */
+  private dropIfEmpty(user: string, m: Map<string, string>): void {
+    if (m.size > 0 || this.byUser.get(user) !== m) return;
+    this.byUser.delete(user);
+    this.userChange?.(user, false);
+  }
+
+  /** Registers the listener of first-device / last-device transitions (one). */
+  onUserChange(fn: (user: string, online: boolean) => void): void {
+    this.userChange = fn;
+  }
+
+  /** Whether the user has a device on a live node. */
+  isOnline(user: string): boolean {
+    const m = this.byUser.get(user);
+    if (!m) return false;
+    for (const node of m.values()) if (this.membership.isLive(node)) return true;
+    return false;
   }
 
   private apply(c: Change): void {
@@ -86,7 +114,7 @@ export class Presence {
       if (c.node !== this.self) this.kickLocal(c.user, c.device);
     } else if (m && m.get(c.device) === c.node) {
       m.delete(c.device);
-      if (m.size === 0) this.byUser.delete(c.user);
+      this.dropIfEmpty(c.user, m);
     }
   }
 
@@ -162,7 +190,7 @@ export class Presence {
   private prune(live: Set<string>): void {
     for (const [u, m] of this.byUser) {
       for (const [d, n] of m) if (!live.has(n)) m.delete(d);
-      if (m.size === 0) this.byUser.delete(u);
+      this.dropIfEmpty(u, m);
     }
   }
 

@@ -64,6 +64,9 @@ export class CursorOverlayStore implements RecordStore {
   recentSent: RecordStore['recentSent'] = (conv, limit) => this.inner.recentSent(conv, limit);
   history: RecordStore['history'] = (conv, after, limit) => this.inner.history(conv, after, limit);
   getMessage: RecordStore['getMessage'] = (conv, seq) => this.inner.getMessage(conv, seq);
+  historyBefore: RecordStore['historyBefore'] = (conv, before, limit) => this.inner.historyBefore(conv, before, limit);
+  leaveGroup: RecordStore['leaveGroup'] = (conv, user) => this.inner.leaveGroup(conv, user);
+  sharingUsers: RecordStore['sharingUsers'] = (user, others) => this.inner.sharingUsers(user, others);
   recall: RecordStore['recall'] = (conv, seq, now) => this.inner.recall(conv, seq, now);
   applyCursors: RecordStore['applyCursors'] = (moves) => this.inner.applyCursors(moves);
   ping: RecordStore['ping'] = () => this.inner.ping();

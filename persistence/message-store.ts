@@ -53,6 +53,9 @@ export interface ConversationRecord {
   maxSeq: number;
 }
 
+/** What `leaveGroup` did: `left` false when the user was not a member; `newOwner` when the owner role moved; `ended` when nobody is left. */
+export interface LeaveResult { left: boolean; newOwner: string | null; ended: boolean }
+
 export interface UserConversation { conv: string; lastSeq: number; ackSeq: number; readSeq: number }
 
 export interface CursorMove { conv: string; user: string; ack?: number; read?: number }
@@ -100,6 +103,12 @@ export interface RecordStore {
   findSent(conv: string, keys: Array<{ from: string; cmid: string }>): Promise<SentRecord[]>;
   recentSent(conv: string, limit: number): Promise<SentRecord[]>;
   history(conv: string, after: number, limit: number): Promise<StoredMessage[]>;
+  /** v1.1: the newest `limit` messages with seq < `before`, newest first. */
+  historyBefore(conv: string, before: number, limit: number): Promise<StoredMessage[]>;
+  /** v1.1 group_leave: removes the member; hands an owner's role to the longest-standing member. */
+  leaveGroup(conv: string, user: string): Promise<LeaveResult>;
+  /** v1.1 presence_sub: which of `others` share a conversation with `user` (a group, or a 1:1 with a stored message). */
+  sharingUsers(user: string, others: string[]): Promise<string[]>;
   getMessage(conv: string, seq: number): Promise<StoredMessage | null>;
   recall(conv: string, seq: number, now: number): Promise<boolean>;
   userConversations(user: string): Promise<UserConversation[]>;
@@ -212,12 +221,15 @@ export class MessageStore implements RecordStore {
 
   private async insertMembers(conv: string, owner: string | null, users: string[], trx: unknown): Promise<void> {
     const all = owner ? [{ u: owner, role: 'owner' }, ...users.filter((u) => u !== owner).map((u) => ({ u, role: 'member' }))] : users.map((u) => ({ u, role: 'member' }));
+    // Join order (v1.1 group_leave hands the owner role to the longest-standing member): one
+    // time for the whole call, so members added together tie and fall back to their user ids.
+    const joinedAt = Date.now();
     for (let i = 0; i < all.length; i += 500) {
       const chunk = all.slice(i, i + 500);
       const params: unknown[] = [];
-      for (const m of chunk) params.push(conv, m.u, m.role);
+      for (const m of chunk) params.push(conv, m.u, m.role, joinedAt);
       await this.db.connection.execute(
-        `${insertIgnore(this.dialect)} INTO conversation_member (conversation_id, user_id, role, ack_seq, read_seq) VALUES ${chunk.map(() => '(?, ?, ?, 0, 0)').join(', ')}`,
+        `${insertIgnore(this.dialect)} INTO conversation_member (conversation_id, user_id, role, ack_seq, read_seq, joined_at) VALUES ${chunk.map(() => '(?, ?, ?, 0, 0, ?)').join(', ')}`,
         params, 'run', trx as never);
     }
   }
@@ -253,6 +265,66 @@ export class MessageStore implements RecordStore {
   async history(conv: string, after: number, limit: number): Promise<StoredMessage[]> {
     const rows = await this.all(`SELECT ${MSG_COLS} FROM message WHERE conversation_id = ? AND seq > ? ORDER BY seq ASC LIMIT ?`, [conv, after, limit]);
     return rows.map(toStored);
+  }
+
+  // ---- v1.1: sync before, group_leave, presence_sub ----
+
+  /** A seek to `before` on the primary key, read backwards: only the rows returned. */
+  async historyBefore(conv: string, before: number, limit: number): Promise<StoredMessage[]> {
+    const rows = await this.all(`SELECT ${MSG_COLS} FROM message WHERE conversation_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?`, [conv, before, limit]);
+    return rows.map(toStored);
+  }
+
+  /**
+   * Removes `user` from the group in one transaction. When the user was the owner, the
+   * longest-standing remaining member (smallest joined_at, then user id: a seek on
+   * idx_member_join) becomes owner; when nobody remains, the group has ended: its row stays
+   * (so the name stays taken) with no owner and no members, and its messages stay.
+   */
+  async leaveGroup(conv: string, user: string): Promise<LeaveResult> {
+    return this.db.connection.transactional(async (trx) => {
+      const x = (sql: string, params: unknown[], method: 'all' | 'run') => this.db.connection.execute(sql, params, method, trx) as Promise<Row[]>;
+      const me = await x(`SELECT role FROM conversation_member WHERE conversation_id = ? AND user_id = ?`, [conv, user], 'all');
+      if (!me[0]) return { left: false, newOwner: null, ended: false };
+      await x(`DELETE FROM conversation_member WHERE conversation_id = ? AND user_id = ?`, [conv, user], 'run');
+      const next = await x(`SELECT user_id, role FROM conversation_member WHERE conversation_id = ? ORDER BY joined_at, user_id LIMIT 1`, [conv], 'all');
+      if (!next[0]) {
+        await x(`UPDATE conversation SET owner_id = NULL WHERE id = ?`, [conv], 'run');
+        return { left: true, newOwner: null, ended: true };
+      }
+      if (str(me[0].role) !== 'owner') return { left: true, newOwner: null, ended: false };
+      const heir = str(next[0].user_id);
+      await x(`UPDATE conversation_member SET role = 'owner' WHERE conversation_id = ? AND user_id = ?`, [conv, heir], 'run');
+      await x(`UPDATE conversation SET owner_id = ? WHERE id = ?`, [heir, conv], 'run');
+      return { left: true, newOwner: heir, ended: false };
+    });
+  }
+
+  /**
+   * Which of `others` share a conversation with `user`: a group both are members of, or a 1:1
+   * conversation with at least one stored message. One row per other user at most (no DISTINCT
+   * to sort): per user a seek on idx_member_user (their memberships), each checked against the
+   * caller's row by key (conversation_id, user_id) and, for a 1:1, one probe of its first message;
+   * the EXISTS stops at the first shared conversation. Chunks of 100 users (SQLite allows 500
+   * terms in one compound SELECT).
+   */
+  async sharingUsers(user: string, others: string[]): Promise<string[]> {
+    const out: string[] = [];
+    const list = [...new Set(others)];
+    for (let i = 0; i < list.length; i += 100) {
+      const chunk = list.slice(i, i + 100);
+      const rows = await this.all(
+        `SELECT v.u AS user_id FROM (${chunk.map((_, j) => (j === 0 ? 'SELECT ? AS u' : 'SELECT ?')).join(' UNION ALL ')}) v
+          WHERE EXISTS (
+            SELECT 1 FROM conversation_member o
+              JOIN conversation_member me ON me.conversation_id = o.conversation_id AND me.user_id = ?
+             WHERE o.user_id = v.u
+               AND (o.conversation_id LIKE 'g:%' OR EXISTS (SELECT 1 FROM message ls WHERE ls.conversation_id = o.conversation_id LIMIT 1))
+             LIMIT 1)`,
+        [...chunk, user]);
+      for (const r of rows) out.push(str(r.user_id));
+    }
+    return out;
   }
 
   async getMessage(conv: string, seq: number): Promise<StoredMessage | null> {

@@ -5,7 +5,7 @@
 import { Worker } from 'node:worker_threads';
 import type { StoreAnswer, StoreCall } from './sqlite-worker.ts';
 import {
-  DuplicateKeyError, type ConversationRecord, type CursorMove, type NewMessage,
+  DuplicateKeyError, type ConversationRecord, type CursorMove, type LeaveResult, type NewMessage,
   type RecordStore, type SentRecord, type StoredMessage, type UserConversation,
 } from './message-store.ts';
 
@@ -67,6 +67,9 @@ export class WorkerStore implements RecordStore {
   recentSent(conv: string, limit: number): Promise<SentRecord[]> { return this.call('recentSent', conv, limit); }
   history(conv: string, after: number, limit: number): Promise<StoredMessage[]> { return this.call('history', conv, after, limit); }
   getMessage(conv: string, seq: number): Promise<StoredMessage | null> { return this.call('getMessage', conv, seq); }
+  historyBefore(conv: string, before: number, limit: number): Promise<StoredMessage[]> { return this.call('historyBefore', conv, before, limit); }
+  leaveGroup(conv: string, user: string): Promise<LeaveResult> { return this.call('leaveGroup', conv, user); }
+  sharingUsers(user: string, others: string[]): Promise<string[]> { return this.call('sharingUsers', user, others); }
   recall(conv: string, seq: number, now: number): Promise<boolean> { return this.call('recall', conv, seq, now); }
   applyCursors(moves: CursorMove[]): Promise<void> { return this.call('applyCursors', moves); }
   ping(): Promise<void> { return this.call('ping'); }

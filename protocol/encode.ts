@@ -1,6 +1,6 @@
 /**
- * Encoders of server push frames: the one place where `msg`, `receipt`, `recalled`, `typing` and
- * `kicked` frames are turned into JSON text, so a fan-out encodes a frame once and hands the same
+ * Encoders of server push frames: the one place where `msg`, `receipt`, `recalled`, `typing`,
+ * `kicked`, `group` and `presence` frames are turned into JSON text, so a fan-out encodes a frame once and hands the same
  * string to every device.
  *
  * Guarantees:
@@ -10,7 +10,7 @@
  * - Field order is fixed (the order of docs/protocol.md), whatever object the caller passes.
  * - No imports except types and no runtime dependencies (no zod): usable from any process.
  */
-import type { KickReason, MsgFrame, ReceiptFrame, RecalledFrame, ServerFrame, TypingFrame } from './wire.ts';
+import type { GroupFrame, KickReason, MsgFrame, PresenceFrame, ReceiptFrame, RecalledFrame, ServerFrame, TypingFrame } from './wire.ts';
 
 /** The fields of a stored message that go into its `msg` frame (besides the body). */
 export interface MsgFields {
@@ -66,6 +66,18 @@ export function encodeTyping(r: Omit<TypingFrame, 't'>): string {
 /** `{"t":"kicked","reason"}`. */
 export function encodeKicked(reason: KickReason): string {
   return `{"t":"kicked","reason":${q(reason)}}`;
+}
+
+/** `{"t":"group","conv","op","members","by"}` (v1.1): a group's membership or owner changed. */
+export function encodeGroup(g: Omit<GroupFrame, 't'>): string {
+  const f: GroupFrame = { t: 'group', conv: g.conv, op: g.op, members: g.members, by: g.by };
+  return q(f);
+}
+
+/** `{"t":"presence","user","online"}` (v1.1): a watched user came online (first device) or went offline (last device). */
+export function encodePresence(user: string, online: boolean): string {
+  const f: PresenceFrame = { t: 'presence', user, online };
+  return q(f);
 }
 
 /** Any server frame (answers: `sent`, `ok`, `batch`, …) as JSON text; typed so only valid frames go out. */

@@ -15,8 +15,9 @@ import type * as Wire from './wire.ts';
 
 export type {
   AnswerFrame, BatchFrame, ClientFrame, ClientFrameOf, ClientFrameType, ConvSummary, ConvsFrame, ErrorFrame,
-  KickReason, KickedFrame, LoginOkFrame, MembersFrame, MsgFrame, OkFrame, PongFrame, PushFrame, ReceiptFrame,
-  RecalledFrame, SentFrame, ServerFrame, ServerFrameOf, ServerFrameType, TypingFrame,
+  GroupFrame, GroupOp, KickReason, KickedFrame, LoginOkFrame, MembersFrame, MsgFrame, OkFrame, PongFrame,
+  PresenceFrame, PresenceState, PushFrame, ReceiptFrame, RecalledFrame, SentFrame, ServerFrame, ServerFrameOf,
+  ServerFrameType, TypingFrame,
 } from './wire.ts';
 
 const rid = z.string().min(1).max(128);
@@ -25,6 +26,8 @@ const conv = z.string().min(3).max(140);
 const seq = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 const cmid = z.string().min(1).max(64);
 const members = z.array(name).max(10_000);
+/** Most users one `presence_sub` may watch (docs/protocol.md, v1.1). */
+export const MAX_PRESENCE_USERS = 500;
 /**
  * Deepest nesting accepted in a message body. JSON.parse copes with any depth that fits in a
  * frame, but the recursive JSON.stringify on the way to storage overflows the stack at a few
@@ -62,7 +65,7 @@ export const clientFrameSchema = z.discriminatedUnion('t', [
   }),
   z.object({ t: z.literal('ack'), conv, seq }),
   z.object({ t: z.literal('read'), conv, seq }),
-  z.object({ t: z.literal('sync'), rid, conv, after: seq, limit: z.number().int().min(1).max(200).optional() }),
+  z.object({ t: z.literal('sync'), rid, conv, after: seq.optional(), before: seq.min(1).optional(), limit: z.number().int().min(1).max(200).optional() }),
   z.object({ t: z.literal('convs'), rid }),
   z.object({ t: z.literal('recall'), rid, conv, seq: seq.min(1) }),
   z.object({ t: z.literal('group_create'), rid, group: name, members }),
@@ -70,6 +73,8 @@ export const clientFrameSchema = z.discriminatedUnion('t', [
   z.object({ t: z.literal('group_remove'), rid, conv, members }),
   z.object({ t: z.literal('group_members'), rid, conv }),
   z.object({ t: z.literal('typing'), conv }),
+  z.object({ t: z.literal('group_leave'), rid, conv }),
+  z.object({ t: z.literal('presence_sub'), rid, users: z.array(name).max(MAX_PRESENCE_USERS) }),
 ]);
 
 export const CLIENT_FRAME_TYPES = new Set<string>(clientFrameSchema.options.map((o) => o.shape.t.value));
@@ -102,6 +107,9 @@ export function parseClientFrame(text: string): ParseResult {
   if (r.data.t === 'send' && (r.data.to === undefined) === (r.data.conv === undefined)) {
     return { ok: false, rid: echoRid, message: 'send: exactly one of "to" or "conv" is required' };
   }
+  if (r.data.t === 'sync' && (r.data.after === undefined) === (r.data.before === undefined)) {
+    return { ok: false, rid: echoRid, message: 'sync: exactly one of "after" or "before" is required' };
+  }
   return { ok: true, frame: r.data };
 }
 
@@ -130,11 +138,18 @@ export const serverFrameSchema = z.discriminatedUnion('t', [
     convs: z.array(z.strictObject({ conv: str, last_seq: int, ack_seq: int, read_seq: int })),
   }),
   z.strictObject({ t: z.literal('ok'), rid: str, conv: str.optional() }),
-  z.strictObject({ t: z.literal('members'), rid: str, conv: str, members: z.array(str) }),
+  z.strictObject({ t: z.literal('members'), rid: str, conv: str, owner: str.optional(), members: z.array(str) }),
   z.strictObject({ t: z.literal('receipt'), conv: str, user: str, delivered: int.optional(), read: int.optional() }),
   z.strictObject({ t: z.literal('recalled'), conv: str, seq: int.min(1), by: str }),
   z.strictObject({ t: z.literal('typing'), conv: str, user: str }),
   z.strictObject({ t: z.literal('kicked'), reason: z.enum(['replaced', 'shutdown', 'auth_expired']) }),
+  z.strictObject({ t: z.literal('group'), conv: str, op: z.enum(['created', 'added', 'removed', 'left', 'owner']), members: z.array(str), by: str }),
+  // Two shapes under one type: the answer to presence_sub (rid, users) and the push (user, online).
+  z.strictObject({
+    t: z.literal('presence'), rid: str.optional(),
+    users: z.array(z.strictObject({ user: str, online: z.boolean().nullable() })).optional(),
+    user: str.optional(), online: z.boolean().optional(),
+  }),
 ]);
 
 // ------------------------------------------------------------------ compile-time checks

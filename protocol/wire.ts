@@ -10,7 +10,8 @@
  * - Checked at compile time against the zod schemas in protocol/frames.ts (both directions, per
  *   frame type): a field added to a schema but not here, or the other way round, fails `tsc`.
  *
- * Only v1 frames, the ones every node answers. v1.1 frames join here when the server implements them.
+ * v1 frames and the v1.1 frames the server implements (sync `before`, group_leave, presence_sub,
+ * the `group` and `presence` pushes, `owner` in members); v1.1 files are not here yet.
  */
 import type { ErrorCode } from './errors.ts';
 
@@ -26,14 +27,19 @@ export type ClientFrame =
   | { t: 'send'; rid: string; to?: string; conv?: string; cmid: string; body: unknown; kind?: string }
   | { t: 'ack'; conv: string; seq: number }
   | { t: 'read'; conv: string; seq: number }
-  | { t: 'sync'; rid: string; conv: string; after: number; limit?: number }
+  /** Exactly one of `after` and `before` (v1.1: `before` pages backwards). */
+  | { t: 'sync'; rid: string; conv: string; after?: number; before?: number; limit?: number }
   | { t: 'convs'; rid: string }
   | { t: 'recall'; rid: string; conv: string; seq: number }
   | { t: 'group_create'; rid: string; group: string; members: string[] }
   | { t: 'group_add'; rid: string; conv: string; members: string[] }
   | { t: 'group_remove'; rid: string; conv: string; members: string[] }
   | { t: 'group_members'; rid: string; conv: string }
-  | { t: 'typing'; conv: string };
+  | { t: 'typing'; conv: string }
+  /** v1.1 */
+  | { t: 'group_leave'; rid: string; conv: string }
+  /** v1.1: at most 500 users; replaces the previous subscription. */
+  | { t: 'presence_sub'; rid: string; users: string[] };
 
 export type ClientFrameType = ClientFrame['t'];
 export type ClientFrameOf<T extends ClientFrameType> = Extract<ClientFrame, { t: T }>;
@@ -66,24 +72,35 @@ export interface ConvSummary { conv: string; last_seq: number; ack_seq: number; 
 export interface ConvsFrame { t: 'convs'; rid: string; convs: ConvSummary[] }
 /** Answer to recall / group_*; `conv` only for group_create. */
 export interface OkFrame { t: 'ok'; rid: string; conv?: string }
-export interface MembersFrame { t: 'members'; rid: string; conv: string; members: string[] }
+/** `owner` (v1.1) for groups. */
+export interface MembersFrame { t: 'members'; rid: string; conv: string; owner?: string; members: string[] }
 /** Another member's cursor moved; the values are that member's new cursor (a seq). */
 export interface ReceiptFrame { t: 'receipt'; conv: string; user: string; delivered?: number; read?: number }
 export interface RecalledFrame { t: 'recalled'; conv: string; seq: number; by: string }
 export interface TypingFrame { t: 'typing'; conv: string; user: string }
 export type KickReason = 'replaced' | 'shutdown' | 'auth_expired';
 export interface KickedFrame { t: 'kicked'; reason: KickReason }
+/** v1.1: how a group's membership or owner changed; `members` are the users the change is about. */
+export type GroupOp = 'created' | 'added' | 'removed' | 'left' | 'owner';
+export interface GroupFrame { t: 'group'; conv: string; op: GroupOp; members: string[]; by: string }
+/** v1.1: one watched user's state; `online` is null for a user who may not be watched. */
+export interface PresenceState { user: string; online: boolean | null }
+/**
+ * v1.1 `presence`, two shapes under one type: the answer to `presence_sub`
+ * (`{"t":"presence","rid","users":[…]}`) and the push (`{"t":"presence","user","online"}`).
+ */
+export interface PresenceFrame { t: 'presence'; rid?: string; users?: PresenceState[]; user?: string; online?: boolean }
 
 /** Every frame a server sends. */
 export type ServerFrame =
   | MsgFrame | LoginOkFrame | PongFrame | SentFrame | ErrorFrame | BatchFrame | ConvsFrame
-  | OkFrame | MembersFrame | ReceiptFrame | RecalledFrame | TypingFrame | KickedFrame;
+  | OkFrame | MembersFrame | ReceiptFrame | RecalledFrame | TypingFrame | KickedFrame | GroupFrame | PresenceFrame;
 
 export type ServerFrameType = ServerFrame['t'];
 export type ServerFrameOf<T extends ServerFrameType> = Extract<ServerFrame, { t: T }>;
 
 /** Frames that answer a request (they repeat its `rid`). */
-export type AnswerFrame = LoginOkFrame | SentFrame | ErrorFrame | BatchFrame | ConvsFrame | OkFrame | MembersFrame | PongFrame;
+export type AnswerFrame = LoginOkFrame | SentFrame | ErrorFrame | BatchFrame | ConvsFrame | OkFrame | MembersFrame | PongFrame | PresenceFrame;
 
 /** Frames the server sends unasked. */
-export type PushFrame = MsgFrame | ReceiptFrame | RecalledFrame | TypingFrame | KickedFrame;
+export type PushFrame = MsgFrame | ReceiptFrame | RecalledFrame | TypingFrame | KickedFrame | GroupFrame | PresenceFrame;

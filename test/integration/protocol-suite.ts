@@ -25,6 +25,8 @@ export interface ModeSetup {
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+/** Three nodes start at once; on a loaded 2-core machine that can take longer than the harness's default 30 s. */
+const READY_MS = 100_000;
 
 /** Tuned-node knobs (kept here so tests can compute their bounds from them). */
 const TUNED = {
@@ -87,9 +89,9 @@ export function defineProtocolSuite(modeName: string, setup: () => Promise<ModeS
       const [mainEnv, tunedEnv, durableEnv] = await Promise.all([mode.nodeEnv('main'), mode.nodeEnv('tuned'), mode.nodeEnv('durable')]);
       const tunedKnobs = Object.fromEntries(Object.entries(TUNED).map(([k, v]) => [k, String(v)]));
       const started = await Promise.allSettled([
-        startChatNode({ env: mainEnv, nodeId: `main-${runTag}` }),
-        startChatNode({ env: { ...tunedEnv, ...tunedKnobs }, nodeId: `tuned-${runTag}` }),
-        startChatNode({ env: durableEnv, nodeId: `durable-${runTag}` }),
+        startChatNode({ env: mainEnv, nodeId: `main-${runTag}`, readyTimeoutMs: READY_MS }),
+        startChatNode({ env: { ...tunedEnv, ...tunedKnobs }, nodeId: `tuned-${runTag}`, readyTimeoutMs: READY_MS }),
+        startChatNode({ env: durableEnv, nodeId: `durable-${runTag}`, readyTimeoutMs: READY_MS }),
       ]);
       for (const s of started) if (s.status === 'fulfilled') nodes.push(s.value);
       const failed = started.find((s) => s.status === 'rejected');
@@ -998,6 +1000,206 @@ export function defineProtocolSuite(modeName: string, setup: () => Promise<ModeS
         const stored = await syncAll(a, dm(alice, bob));
         expect(stored.map((m) => m.seq)).toEqual(sent.map((_, i) => i + 1));
         expect(new Set(stored.map((m) => m.cmid))).toEqual(new Set(sent.map((s) => s.cmid)));
+      });
+    });
+
+    // ------------------------------------------------------------------------------------------
+    describe('v1.1: sync before, group_leave, group pushes, owner, presence_sub', () => {
+      const isGroup = (conv: string, op?: string) => (f: Frame) => f.t === 'group' && f.conv === conv && (op === undefined || f.op === op);
+      const sorted = (l: unknown) => [...(l as string[])].sort();
+
+      it('sync before: the page just below seq N, ascending; more while older ones exist; N past the end gives the newest', async () => {
+        const [alice, bob, eve] = [uid('alice'), uid('bob'), uid('eve')];
+        const a = await on(main, alice);
+        const e = await on(main, eve);
+        for (let i = 1; i <= 7; i++) await send(a, { to: bob }, i, `c${i}`);
+        const conv = dm(alice, bob);
+        const page = async (before: number, limit?: number) => {
+          const b = await a.request({ t: 'sync', conv, before, ...(limit ? { limit } : {}) });
+          expect(b.t, JSON.stringify(b)).toBe('batch');
+          expect(b.conv).toBe(conv);
+          return { seqs: (b.msgs as Frame[]).map((m) => m.seq), more: b.more, msgs: b.msgs as Frame[] };
+        };
+        expect(await page(1_000_000, 3)).toMatchObject({ seqs: [5, 6, 7], more: true });
+        expect(await page(5, 3)).toMatchObject({ seqs: [2, 3, 4], more: true });
+        expect(await page(2, 3)).toMatchObject({ seqs: [1], more: false });
+        expect(await page(1, 3)).toMatchObject({ seqs: [], more: false });
+        expect(await page(4)).toMatchObject({ seqs: [1, 2, 3], more: false });
+        expect(await page(8, 7)).toMatchObject({ seqs: [1, 2, 3, 4, 5, 6, 7], more: false });
+        expect((await page(8, 1)).msgs[0]).toMatchObject({ t: 'msg', conv, seq: 7, from: alice, cmid: 'c7', body: 7 });
+        // Exactly one of after and before; before ≥ 1; numbers only.
+        await expectError(a, { t: 'sync', conv, after: 0, before: 5 }, 'bad_request');
+        await expectError(a, { t: 'sync', conv }, 'bad_request');
+        await expectError(a, { t: 'sync', conv, before: 0 }, 'bad_request');
+        await expectError(a, { t: 'sync', conv, before: '5' }, 'bad_request');
+        await expectError(a, { t: 'sync', conv, before: 1.5 }, 'bad_request');
+        await expectError(a, { t: 'sync', conv, before: 5, limit: 201 }, 'bad_request');
+        await expectError(e, { t: 'sync', conv, before: 5 }, 'forbidden');
+        await expectPong(a);
+      });
+
+      it('group pushes: created, added, removed reach every member, the acting one and the removed included; members carries owner', async () => {
+        const [owner, m1, m2, late] = [uid('own'), uid('m'), uid('m'), uid('late')];
+        const o = await on(main, owner);
+        const a = await on(main, m1);
+        const b = await on(main, m2);
+        const l = await on(main, late);
+        const conv = await createGroup(o, uid('g'), [m1, m2]);
+        for (const c of [o, a, b]) {
+          const g = await c.next(isGroup(conv, 'created'));
+          expect(Object.keys(g).sort()).toEqual(['by', 'conv', 'members', 'op', 't']);
+          expect(g.by).toBe(owner);
+          expect(sorted(g.members)).toEqual([owner, m1, m2].sort());
+        }
+        const r = await a.request({ t: 'group_members', conv });
+        expect(r).toMatchObject({ t: 'members', conv, owner });
+        expect(sorted(r.members)).toEqual([owner, m1, m2].sort());
+
+        expect(await o.request({ t: 'group_add', conv, members: [late, m1] })).toMatchObject({ t: 'ok' });
+        for (const c of [o, a, b, l]) expect(await c.next(isGroup(conv, 'added'))).toEqual({ t: 'group', conv, op: 'added', members: [late], by: owner });
+        // Adding only existing members changes nothing and announces nothing.
+        expect(await o.request({ t: 'group_add', conv, members: [m1] })).toMatchObject({ t: 'ok' });
+
+        expect(await o.request({ t: 'group_remove', conv, members: [m2] })).toMatchObject({ t: 'ok' });
+        for (const c of [o, a, b, l]) expect(await c.next(isGroup(conv, 'removed'))).toEqual({ t: 'group', conv, op: 'removed', members: [m2], by: owner });
+        expect(await quiet(o, 200, isGroup(conv))).toHaveLength(3);
+        expect(b.received.filter(isGroup(conv)).map((f) => f.op)).toEqual(['created', 'added', 'removed']);
+        // A 1:1 conversation has no owner.
+        await send(a, { to: m2 }, 'hi', 'c1');
+        const d = await a.request({ t: 'group_members', conv: dm(m1, m2) });
+        expect(d).not.toHaveProperty('owner');
+      });
+
+      it('group_leave: the owner role goes to the earliest joined (then smallest id); the last one out ends the group and keeps its name taken', async () => {
+        const owner = uid('zowner');
+        // Ids ordered ua < ub < uc; ub and uc join at creation, ua later.
+        const [ua, ub, uc] = [uid('ua'), uid('ub'), uid('uc')];
+        const o = await on(main, owner);
+        const A = await on(main, ua);
+        const B = await on(main, ub);
+        const C = await on(main, uc);
+        const group = uid('leave');
+        const conv = await createGroup(o, group, [uc, ub]);
+        await sleep(20);
+        expect(await o.request({ t: 'group_add', conv, members: [ua] })).toMatchObject({ t: 'ok' });
+        await send(o, { conv }, 'before leaving', 'c1');
+
+        expect(await o.request({ t: 'group_leave', conv })).toMatchObject({ t: 'ok' });
+        for (const c of [o, A, B, C]) {
+          expect(await c.next(isGroup(conv, 'left'))).toEqual({ t: 'group', conv, op: 'left', members: [owner], by: owner });
+          expect(await c.next(isGroup(conv, 'owner'))).toEqual({ t: 'group', conv, op: 'owner', members: [ub], by: owner });
+        }
+        let r = await C.request({ t: 'group_members', conv });
+        expect(r.owner).toBe(ub);
+        expect(sorted(r.members)).toEqual([ua, ub, uc].sort());
+        // The one who left is out: no send, no sync, no leave again, no messages.
+        await expectError(o, { t: 'send', conv, cmid: 'c2', body: 'x' }, 'forbidden');
+        await expectError(o, { t: 'sync', conv, after: 0 }, 'forbidden');
+        await expectError(o, { t: 'group_leave', conv }, 'forbidden');
+        // The new owner may change members; the others still may not.
+        await expectError(A, { t: 'group_remove', conv, members: [uc] }, 'forbidden');
+
+        // ub leaves: uc joined at creation, before ua (whose id is smaller).
+        expect(await B.request({ t: 'group_leave', conv })).toMatchObject({ t: 'ok' });
+        expect(await A.next(isGroup(conv, 'owner'))).toMatchObject({ members: [uc], by: ub });
+        r = await A.request({ t: 'group_members', conv });
+        expect(r).toMatchObject({ owner: uc });
+        expect(sorted(r.members)).toEqual([ua, uc].sort());
+
+        // A member who is not the owner leaves: no owner change.
+        expect(await A.request({ t: 'group_leave', conv })).toMatchObject({ t: 'ok' });
+        const leftBy = (who: string) => (f: Frame) => isGroup(conv, 'left')(f) && f.by === who;
+        expect(await C.next(leftBy(ua))).toMatchObject({ members: [ua], by: ua });
+        // C saw two owner changes (to ub, then to uc), none for ua's leaving.
+        expect((await quiet(C, 200, isGroup(conv, 'owner'))).map((f) => (f.members as string[])[0])).toEqual([ub, uc]);
+        const s = await send(C, { conv }, 'alone', 'c9');
+        expect(s.seq).toBe(2);
+        expect((await syncAll(C, conv)).map((m) => m.cmid)).toEqual(['c1', 'c9']);
+
+        // The last one out ends the group: nobody is a member, the name stays taken.
+        expect(await C.request({ t: 'group_leave', conv })).toMatchObject({ t: 'ok' });
+        expect(await C.next(leftBy(uc))).toMatchObject({ members: [uc], by: uc });
+        await expectError(C, { t: 'group_members', conv }, 'forbidden');
+        await expectError(C, { t: 'send', conv, cmid: 'c10', body: 'x' }, 'forbidden');
+        await expectError(C, { t: 'group_add', conv, members: [uc] }, 'forbidden');
+        await expectError(C, { t: 'group_create', group, members: [] }, 'conflict');
+        await expectError(o, { t: 'group_create', group, members: [ua] }, 'conflict');
+        for (const c of [o, A, B, C]) expect(((await c.request({ t: 'convs' })).convs as Frame[]).map((x) => x.conv)).not.toContain(conv);
+      });
+
+      it('group_leave: 1:1 is bad_request, a non-member forbidden, an unknown group not_found, bad fields bad_request', async () => {
+        const [alice, bob, eve] = [uid('alice'), uid('bob'), uid('eve')];
+        const a = await on(main, alice);
+        const e = await on(main, eve);
+        await send(a, { to: bob }, 'x', 'c1');
+        await expectError(a, { t: 'group_leave', conv: dm(alice, bob) }, 'bad_request');
+        const conv = await createGroup(a, uid('g'), [bob]);
+        await expectError(e, { t: 'group_leave', conv }, 'forbidden');
+        await expectError(e, { t: 'group_leave', conv: `g:${uid('nosuch')}` }, 'not_found');
+        await expectError(e, { t: 'group_leave', conv: 42 }, 'bad_request');
+        await expectError(e, { t: 'group_leave' }, 'bad_request');
+        const r = await a.request({ t: 'group_members', conv });
+        expect(sorted(r.members)).toEqual([alice, bob].sort());
+        expect(r.owner).toBe(alice);
+        await expectPong(e);
+      });
+
+      it('presence_sub: states of users sharing a conversation, null for others; pushes on first and last device only; replaced list', async () => {
+        const [w, g1, d1, stranger, nomsg] = [uid('watch'), uid('g1'), uid('d1'), uid('str'), uid('nomsg')];
+        const W = await on(main, w);
+        await createGroup(W, uid('g'), [g1]);
+        const D = await on(main, d1);
+        await send(D, { to: w }, 'hello', 'c1');
+        const S = await on(main, stranger);
+        // A group the watcher is not in does not count.
+        await createGroup(S, uid('g'), [g1, nomsg]);
+        const pres = (f: Frame) => f.t === 'presence' && f.rid === undefined;
+
+        const r = await W.request({ t: 'presence_sub', users: [g1, d1, stranger, nomsg, g1] });
+        expect(r).toEqual({
+          t: 'presence', rid: r.rid,
+          users: [{ user: g1, online: false }, { user: d1, online: true }, { user: stranger, online: null }, { user: nomsg, online: null }, { user: g1, online: false }],
+        });
+        // First device online: one push; a second device, and a device replacing itself: none.
+        const g1a = await on(main, g1, 'a');
+        expect(await W.next(pres)).toEqual({ t: 'presence', user: g1, online: true });
+        const g1b = await on(main, g1, 'b');
+        const g1a2 = await on(main, g1, 'a');
+        await g1a.closed;
+        // The stranger coming and going is never pushed.
+        await (await on(main, stranger, 'other')).close();
+        await S.close();
+        expect(await quiet(W, 300, pres)).toHaveLength(1);
+        await g1b.close();
+        expect(await quiet(W, 200, pres)).toHaveLength(1);
+        // Last device gone: offline.
+        await g1a2.close();
+        expect(await W.next(pres)).toEqual({ t: 'presence', user: g1, online: false });
+
+        // A new presence_sub replaces the list: d1 is no longer watched.
+        const r2 = await W.request({ t: 'presence_sub', users: [g1] });
+        expect(r2.users).toEqual([{ user: g1, online: false }]);
+        await D.close();
+        await on(main, g1, 'c');
+        expect(await W.next(pres)).toEqual({ t: 'presence', user: g1, online: true });
+        expect(await quiet(W, 300, (f) => pres(f) && f.user === d1)).toEqual([]);
+        // An empty list watches nobody.
+        expect((await W.request({ t: 'presence_sub', users: [] })).users).toEqual([]);
+      });
+
+      it('presence_sub: more than 500 users, wrong types and bad ids are bad_request; the socket stays open', async () => {
+        const u = uid('u');
+        const c = await on(main, u);
+        const many = Array.from({ length: 501 }, (_, i) => `p${i}`);
+        await expectError(c, { t: 'presence_sub', users: many }, 'bad_request');
+        const ok = await c.request({ t: 'presence_sub', users: many.slice(0, 500) });
+        expect(ok).toMatchObject({ t: 'presence' });
+        expect((ok.users as Frame[]).every((x) => x.online === null)).toBe(true);
+        await expectError(c, { t: 'presence_sub', users: 'bob' }, 'bad_request');
+        await expectError(c, { t: 'presence_sub', users: [1] }, 'bad_request');
+        await expectError(c, { t: 'presence_sub', users: ['not a valid id'] }, 'bad_request');
+        await expectError(c, { t: 'presence_sub' }, 'bad_request');
+        await expectPong(c);
       });
     });
 

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase } from '../../persistence/database.ts';
-import { MessageStore } from '../../persistence/message-store.ts';
+import { DuplicateKeyError, MessageStore } from '../../persistence/message-store.ts';
 import { startMariaDB, type ServerHandle } from '../harness/servers.ts';
 
 const modes = [['sqlite'], ['mariadb']] as const;
@@ -59,5 +59,42 @@ describe.each(modes)('migrations forward on %s', (mode) => {
     // Opening again runs nothing new.
     const again = await openDatabase(opts);
     await again.close();
+  });
+
+  it('a 0002 record (no join order) gains joined_at: old members tie and hand over by user id, later ones by join time; the last one out ends the group', async () => {
+    const opts = { dataDir: join(dir, 'v2'), mysqlUrl: maria ? maria.url.replace(/\/[^/]*$/, '/im_migr_v2') : undefined };
+    if (maria) {
+      const { createConnection } = await import('mysql2/promise');
+      const c = await createConnection({ host: maria.host, port: maria.port, user: 'root' });
+      await c.query('CREATE DATABASE IF NOT EXISTS im_migr_v2');
+      await c.end();
+    }
+    const old = await openDatabase({ ...opts, migrateTo: '0002_drop_unread_columns' });
+    const x = (sql: string) => old.connection.execute(sql, [], 'run');
+    await x(`INSERT INTO conversation (id, kind, owner_id) VALUES ('g:old', 'group', 'o')`);
+    await x(`INSERT INTO conversation_member (conversation_id, user_id, role, ack_seq, read_seq) VALUES ('g:old', 'o', 'owner', 0, 0), ('g:old', 'zed', 'member', 0, 0), ('g:old', 'bea', 'member', 0, 0)`);
+    await x(`INSERT INTO message (conversation_id, seq, mid, sender_id, cmid, kind, body, created_at) VALUES ('g:old', 1, '21', 'o', 'c1', 'text', '"x"', 5)`);
+    await old.close();
+
+    const db = await openDatabase(opts);
+    try {
+      const store = new MessageStore(db);
+      const joined = await db.connection.execute<Array<{ j: number }>>(`SELECT joined_at AS j FROM conversation_member WHERE conversation_id = 'g:old'`, [], 'all');
+      expect(joined.map((r) => Number(r.j))).toEqual([0, 0, 0]);
+      await store.addMembers('g:old', ['aaron']); // joins now: after the old members despite the smaller id
+      expect(await store.leaveGroup('g:old', 'o')).toEqual({ left: true, newOwner: 'bea', ended: false });
+      expect((await store.loadConversation('g:old'))?.ownerId).toBe('bea');
+      expect(await store.leaveGroup('g:old', 'zed')).toEqual({ left: true, newOwner: null, ended: false });
+      expect(await store.leaveGroup('g:old', 'bea')).toEqual({ left: true, newOwner: 'aaron', ended: false });
+      expect(await store.leaveGroup('g:old', 'bea')).toEqual({ left: false, newOwner: null, ended: false });
+      expect(await store.leaveGroup('g:old', 'aaron')).toEqual({ left: true, newOwner: null, ended: true });
+      // Ended: the row and the history stay, nobody is a member, the name is taken.
+      const rec = await store.loadConversation('g:old');
+      expect(rec).toMatchObject({ id: 'g:old', kind: 'group', ownerId: null, members: [], maxSeq: 1 });
+      expect((await store.history('g:old', 0, 10)).map((m) => m.bodyJson)).toEqual(['"x"']);
+      await expect(store.createGroup('g:old', 'o', [])).rejects.toThrow(DuplicateKeyError);
+    } finally {
+      await db.close();
+    }
   });
 });

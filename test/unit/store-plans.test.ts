@@ -100,6 +100,10 @@ describe.each(modes)('store query plans on a 200k-message record, %s', (mode) =>
       findSent: () => store.findSent(c, [{ from: 'u1', cmid: 'k49999' }, { from: 'u2', cmid: 'k2' }, { from: 'u3', cmid: 'none' }]),
       applyCursors: () => store.applyCursors(CONVS.flatMap((conv) => [{ conv, user: 'u2', ack: 40_000, read: 30_000 }, { conv, user: 'u3', ack: 7 }])),
       recall: () => store.recall(c, 20_000, 1),
+      // v1.1
+      historyBefore: () => store.historyBefore(c, 25_000, 51),
+      sharingUsers: () => store.sharingUsers('u2', ['u1', 'u3', 'nobody']),
+      leaveGroup: () => store.leaveGroup(CONVS[3]!, 'u1'),
     };
     const out: Record<string, Captured[]> = {};
     for (const [name, fn] of Object.entries(run)) out[name] = await capture(db, fn);
@@ -111,6 +115,12 @@ describe.each(modes)('store query plans on a 200k-message record, %s', (mode) =>
     expect((await store.userConversations('u3')).map((u) => u.lastSeq)).toEqual(CONVS.map(() => PER_CONV));
     expect((await store.findSent(CONVS[0]!, [{ from: 'u1', cmid: 'k49999' }, { from: 'u1', cmid: 'k2' }])).map((f) => f.seq)).toEqual([49_999]);
     expect((await store.history(CONVS[0]!, 49_990, 5)).map((m) => m.seq)).toEqual([49_991, 49_992, 49_993, 49_994, 49_995]);
+    // v1.1: sync before reads backwards from the seek; presence's shared-conversation check.
+    expect((await store.historyBefore(CONVS[0]!, 49_995, 3)).map((m) => m.seq)).toEqual([49_994, 49_993, 49_992]);
+    expect((await store.historyBefore(CONVS[0]!, 10_000_000, 2)).map((m) => m.seq)).toEqual([PER_CONV, PER_CONV - 1]);
+    expect((await store.historyBefore(CONVS[0]!, 1, 2))).toEqual([]);
+    expect((await store.sharingUsers('u3', ['u1', 'u2', 'u9', 'u1'])).sort()).toEqual(['u1', 'u2']);
+    expect(await store.sharingUsers('u9', ['u1'])).toEqual([]);
   });
 
   it('reads message by key only, never a whole conversation', async () => {
@@ -124,7 +134,7 @@ describe.each(modes)('store query plans on a 200k-message record, %s', (mode) =>
           const plan = (await db.connection.execute<Array<{ detail: string }>>(`EXPLAIN QUERY PLAN ${sql}`, params, 'all')).map((r) => r.detail);
           const bad = (why: string) => problems.push(`${name}: ${why}\n  sql: ${flat.slice(0, 300)}\n  plan: ${plan.join(' | ')}`);
           for (const line of plan) {
-            if (/^SCAN (message|ls|conversation|conversation_member|cm)\b/.test(line)) bad(`scans: ${line}`);
+            if (/^SCAN (message|ls|conversation|conversation_member|cm|o|me)\b/.test(line)) bad(`scans: ${line}`);
             // Sorting the user's few member rows is fine; sorting or grouping messages is not.
             if (/TEMP B-TREE/.test(line) && !(name === 'userConversations' && line === 'USE TEMP B-TREE FOR ORDER BY')) bad(`temp b-tree: ${line}`);
             if (!MSG_ALIAS.test(line)) continue;
