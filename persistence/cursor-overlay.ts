@@ -57,9 +57,9 @@ export class CursorOverlayStore implements RecordStore {
   insertMessages: RecordStore['insertMessages'] = (rows) => this.inner.insertMessages(rows);
   maxSeq: RecordStore['maxSeq'] = (conv) => this.inner.maxSeq(conv);
   ensureDm: RecordStore['ensureDm'] = (conv, a, b) => this.inner.ensureDm(conv, a, b);
-  createGroup: RecordStore['createGroup'] = (conv, owner, members) => this.inner.createGroup(conv, owner, members);
-  addMembers: RecordStore['addMembers'] = (conv, users) => this.inner.addMembers(conv, users);
-  removeMembers: RecordStore['removeMembers'] = (conv, users) => this.inner.removeMembers(conv, users);
+  createGroup: RecordStore['createGroup'] = (conv, owner, members, events) => this.inner.createGroup(conv, owner, members, events);
+  addMembers: RecordStore['addMembers'] = (conv, users, events) => this.inner.addMembers(conv, users, events);
+  removeMembers: RecordStore['removeMembers'] = (conv, users, events) => this.inner.removeMembers(conv, users, events);
   findSent: RecordStore['findSent'] = (conv, keys) => this.inner.findSent(conv, keys);
   recentSent: RecordStore['recentSent'] = (conv, limit) => this.inner.recentSent(conv, limit);
   history: RecordStore['history'] = (conv, after, limit) => this.inner.history(conv, after, limit);
@@ -67,7 +67,11 @@ export class CursorOverlayStore implements RecordStore {
   historyBefore: RecordStore['historyBefore'] = (conv, before, limit) => this.inner.historyBefore(conv, before, limit);
   leaveGroup: RecordStore['leaveGroup'] = (conv, user) => this.inner.leaveGroup(conv, user);
   sharingUsers: RecordStore['sharingUsers'] = (user, others) => this.inner.sharingUsers(user, others);
-  recall: RecordStore['recall'] = (conv, seq, now) => this.inner.recall(conv, seq, now);
+  recall: RecordStore['recall'] = (conv, seq, now, events) => this.inner.recall(conv, seq, now, events);
   applyCursors: RecordStore['applyCursors'] = (moves) => this.inner.applyCursors(moves);
   ping: RecordStore['ping'] = () => this.inner.ping();
+  enableEvents: RecordStore['enableEvents'] = (node) => this.inner.enableEvents(node);
+  outboxRead: RecordStore['outboxRead'] = (nodes, limit) => this.inner.outboxRead(nodes, limit);
+  outboxDelete: RecordStore['outboxDelete'] = (ids) => this.inner.outboxDelete(ids);
+  outboxNodes: RecordStore['outboxNodes'] = () => this.inner.outboxNodes();
 }

@@ -27,6 +27,24 @@ export interface NewMessage {
   /** The body's JSON text, stored and pushed exactly as received. */
   bodyJson: string;
   ts: number;
+  /** Members with no online device when it was committed: a `push.needed` event (only when events are on). */
+  pushUsers?: string[];
+}
+
+/** An event written to the outbox in the same transaction as the fact it describes (docs/api.md, Events). */
+export interface OutboxEvent { type: string; conv: string | null; seq?: number; data?: Record<string, unknown> }
+
+/** An outbox row as the relay reads it; for message events the message's columns come along. */
+export interface OutboxRow {
+  id: string;
+  node: string;
+  type: string;
+  conv: string | null;
+  seq: number | null;
+  ts: number;
+  /** JSON of the event's own fields, or null. */
+  data: string | null;
+  msg: { mid: string; from: string; cmid: string; kind: string; bodyJson: string | null } | null;
 }
 
 /** A message as read back. `bodyJson` is null once recalled. */
@@ -97,9 +115,9 @@ export interface RecordStore {
   loadConversation(conv: string): Promise<ConversationRecord | null>;
   maxSeq(conv: string): Promise<number>;
   ensureDm(conv: string, a: string, b: string): Promise<void>;
-  createGroup(conv: string, owner: string, members: string[]): Promise<void>;
-  addMembers(conv: string, users: string[]): Promise<void>;
-  removeMembers(conv: string, users: string[]): Promise<void>;
+  createGroup(conv: string, owner: string, members: string[], events?: OutboxEvent[]): Promise<void>;
+  addMembers(conv: string, users: string[], events?: OutboxEvent[]): Promise<void>;
+  removeMembers(conv: string, users: string[], events?: OutboxEvent[]): Promise<void>;
   findSent(conv: string, keys: Array<{ from: string; cmid: string }>): Promise<SentRecord[]>;
   recentSent(conv: string, limit: number): Promise<SentRecord[]>;
   history(conv: string, after: number, limit: number): Promise<StoredMessage[]>;
@@ -110,14 +128,24 @@ export interface RecordStore {
   /** v1.1 presence_sub: which of `others` share a conversation with `user` (a group, or a 1:1 with a stored message). */
   sharingUsers(user: string, others: string[]): Promise<string[]>;
   getMessage(conv: string, seq: number): Promise<StoredMessage | null>;
-  recall(conv: string, seq: number, now: number): Promise<boolean>;
+  recall(conv: string, seq: number, now: number, events?: OutboxEvent[]): Promise<boolean>;
   userConversations(user: string): Promise<UserConversation[]>;
   applyCursors(moves: CursorMove[]): Promise<void>;
   ping(): Promise<void>;
+  /** From now on, facts are written with outbox events attributed to `node` (off until called). */
+  enableEvents(node: string): Promise<void>;
+  /** The oldest outbox rows (of these nodes; of every node when null), in id order. */
+  outboxRead(nodes: string[] | null, limit: number): Promise<OutboxRow[]>;
+  /** Removes relayed outbox rows. */
+  outboxDelete(ids: string[]): Promise<void>;
+  /** Nodes that have rows in the outbox. */
+  outboxNodes(): Promise<string[]>;
 }
 
 export class MessageStore implements RecordStore {
   private readonly dialect: Dialect;
+  /** The node events are attributed to; null while events are off (no sink: nobody would read them). */
+  private eventNode: string | null = null;
 
   constructor(private readonly db: Database) {
     this.dialect = db.dialect;
@@ -145,11 +173,20 @@ export class MessageStore implements RecordStore {
       params.push(m.conv, m.seq, m.mid, m.from, m.cmid, m.kind, m.bodyJson, m.ts);
     }
     const sql = `INSERT INTO message (conversation_id, seq, mid, sender_id, cmid, kind, body, created_at) VALUES ${values.join(', ')}`;
+    // The outbox rows go in the same transaction: one more multi-row INSERT per group commit.
+    const events: Array<OutboxEvent & { ts: number }> = [];
+    if (this.eventNode !== null) {
+      for (const m of rows) {
+        events.push({ type: 'message.created', conv: m.conv, seq: m.seq, ts: m.ts });
+        if (m.pushUsers && m.pushUsers.length > 0) events.push({ type: 'push.needed', conv: m.conv, seq: m.seq, ts: m.ts, data: { users: m.pushUsers } });
+      }
+    }
     // A deadlock victim was rolled back whole: the same batch can simply run again.
     for (let attempt = 1; ; attempt++) {
       try {
         await this.db.connection.transactional(async (trx) => {
           await this.db.connection.execute(sql, params, 'run', trx);
+          await this.writeEvents(events, trx);
         });
         return;
       } catch (e) {
@@ -204,19 +241,20 @@ export class MessageStore implements RecordStore {
   }
 
   /** Creates a group; throws DuplicateKeyError when the group id is taken. */
-  async createGroup(conv: string, owner: string, members: string[]): Promise<void> {
+  async createGroup(conv: string, owner: string, members: string[], events: OutboxEvent[] = []): Promise<void> {
     try {
       await this.db.connection.transactional(async (trx) => {
         await this.db.connection.execute(`INSERT INTO conversation (id, kind, owner_id) VALUES (?, 'group', ?)`, [conv, owner], 'run', trx);
         await this.insertMembers(conv, owner, members, trx);
+        await this.writeEvents(events, trx);
       });
     } catch (e) {
       throw this.classify(e);
     }
   }
 
-  async addMembers(conv: string, users: string[]): Promise<void> {
-    await this.db.connection.transactional((trx) => this.insertMembers(conv, null, users, trx));
+  async addMembers(conv: string, users: string[], events: OutboxEvent[] = []): Promise<void> {
+    await this.withEvents(events, (trx) => this.insertMembers(conv, null, users, trx));
   }
 
   private async insertMembers(conv: string, owner: string | null, users: string[], trx: unknown): Promise<void> {
@@ -234,9 +272,10 @@ export class MessageStore implements RecordStore {
     }
   }
 
-  async removeMembers(conv: string, users: string[]): Promise<void> {
+  async removeMembers(conv: string, users: string[], events: OutboxEvent[] = []): Promise<void> {
     if (users.length === 0) return;
-    await this.run(`DELETE FROM conversation_member WHERE conversation_id = ? AND role <> 'owner' AND user_id IN (${users.map(() => '?').join(', ')})`, [conv, ...users]);
+    await this.withEvents(events, (trx) => this.db.connection.execute(
+      `DELETE FROM conversation_member WHERE conversation_id = ? AND role <> 'owner' AND user_id IN (${users.map(() => '?').join(', ')})`, [conv, ...users], 'run', trx as never));
   }
 
   /**
@@ -333,9 +372,15 @@ export class MessageStore implements RecordStore {
   }
 
   /** Marks a message recalled and drops its body. Returns false when it was already recalled. */
-  async recall(conv: string, seq: number, now: number): Promise<boolean> {
-    const r = (await this.run('UPDATE message SET recalled_at = ?, body = NULL WHERE conversation_id = ? AND seq = ? AND recalled_at IS NULL', [now, conv, seq])) as { affectedRows?: number; changes?: number };
-    return (r.affectedRows ?? r.changes ?? 0) > 0;
+  async recall(conv: string, seq: number, now: number, events: OutboxEvent[] = []): Promise<boolean> {
+    let changed = false;
+    await this.db.connection.transactional(async (trx) => {
+      const r = (await this.db.connection.execute('UPDATE message SET recalled_at = ?, body = NULL WHERE conversation_id = ? AND seq = ? AND recalled_at IS NULL', [now, conv, seq], 'run', trx)) as { affectedRows?: number; changes?: number };
+      changed = (r.affectedRows ?? r.changes ?? 0) > 0;
+      // Only a recall that happened is a fact: a repeated one writes no event.
+      if (changed) await this.writeEvents(events, trx);
+    });
+    return changed;
   }
 
   /** The user's conversations with cursors (as the record has them) and the highest stored seq of each. */
@@ -359,9 +404,15 @@ export class MessageStore implements RecordStore {
       const chunk = moves.slice(i, i + 250);
       const last = await this.lastSeqs([...new Set(chunk.map((m) => m.conv))]);
       const params: unknown[] = [];
+      // Coalesced cursor events: the latest value per user and conversation, as written.
+      const events: OutboxEvent[] = [];
       for (const m of chunk) {
         const cap = last.get(m.conv) ?? 0;
-        params.push(m.conv, m.user, Math.min(m.ack ?? 0, cap), Math.min(m.read ?? 0, cap));
+        const ack = Math.min(m.ack ?? 0, cap);
+        const read = Math.min(m.read ?? 0, cap);
+        params.push(m.conv, m.user, ack, read);
+        if (ack > 0) events.push({ type: 'cursor.delivered', conv: m.conv, data: { user: m.user, seq: ack } });
+        if (read > 0) events.push({ type: 'cursor.read', conv: m.conv, data: { user: m.user, seq: read } });
       }
       const sql = this.dialect === 'mysql'
         ? `UPDATE conversation_member cm JOIN (${chunk.map((_, j) => (j === 0 ? 'SELECT ? AS c, ? AS u, ? AS a, ? AS r' : 'SELECT ?, ?, ?, ?')).join(' UNION ALL ')}) v
@@ -370,7 +421,8 @@ export class MessageStore implements RecordStore {
         : `UPDATE conversation_member SET ack_seq = MAX(ack_seq, v.column3), read_seq = MAX(read_seq, v.column4)
            FROM (VALUES ${chunk.map(() => '(?, ?, ?, ?)').join(', ')}) AS v
            WHERE conversation_member.conversation_id = v.column1 AND conversation_member.user_id = v.column2`;
-      await this.run(sql, params);
+      if (this.eventNode === null) await this.run(sql, params);
+      else await this.withEvents(events, (trx) => this.db.connection.execute(sql, params, 'run', trx as never));
     }
   }
 
@@ -390,6 +442,67 @@ export class MessageStore implements RecordStore {
 
   async ping(): Promise<void> {
     await this.all('SELECT 1 AS ok');
+  }
+
+  // ---- event outbox ----
+
+  async enableEvents(node: string): Promise<void> {
+    this.eventNode = node;
+  }
+
+  /** Writes outbox rows inside the caller's transaction; nothing while events are off. */
+  private async writeEvents(events: ReadonlyArray<OutboxEvent & { ts?: number }>, trx: unknown): Promise<void> {
+    if (this.eventNode === null || events.length === 0) return;
+    const now = Date.now();
+    for (let i = 0; i < events.length; i += 500) {
+      const chunk = events.slice(i, i + 500);
+      const params: unknown[] = [];
+      for (const e of chunk) params.push(this.eventNode, e.type, e.conv, e.seq ?? null, e.ts ?? now, e.data === undefined ? null : JSON.stringify(e.data));
+      await this.db.connection.execute(
+        `INSERT INTO event_outbox (node, type, conv, seq, ts, data) VALUES ${chunk.map(() => '(?, ?, ?, ?, ?, ?)').join(', ')}`,
+        params, 'run', trx as never);
+    }
+  }
+
+  /** Runs `write` and the events' outbox rows in one transaction. */
+  private async withEvents(events: readonly OutboxEvent[], write: (trx: unknown) => Promise<unknown>): Promise<void> {
+    await this.db.connection.transactional(async (trx) => {
+      await write(trx);
+      await this.writeEvents(events, trx);
+    });
+  }
+
+  /**
+   * The oldest outbox rows of `nodes` (every node when null), in id order. With nodes given, a
+   * row is held back while another node still has an older row of the same conversation (a
+   * conversation that moved between nodes): its events never overtake each other.
+   */
+  async outboxRead(nodes: string[] | null, limit: number): Promise<OutboxRow[]> {
+    if (nodes !== null && nodes.length === 0) return [];
+    const list = nodes?.map(() => '?').join(', ') ?? '';
+    const where = nodes === null ? '' : `WHERE o.node IN (${list})
+      AND NOT EXISTS (SELECT 1 FROM event_outbox p WHERE p.conv = o.conv AND p.id < o.id AND p.node NOT IN (${list}))`;
+    const rows = await this.all(
+      `SELECT o.id, o.node, o.type, o.conv, o.seq, o.ts, o.data, m.mid, m.sender_id, m.cmid, m.kind, m.body
+         FROM event_outbox o
+         LEFT JOIN message m ON m.conversation_id = o.conv AND m.seq = o.seq AND o.type IN ('message.created', 'push.needed')
+         ${where} ORDER BY o.id LIMIT ?`, [...(nodes ?? []), ...(nodes ?? []), limit]);
+    return rows.map((r) => ({
+      id: str(r.id), node: str(r.node), type: str(r.type), conv: r.conv == null ? null : str(r.conv), seq: r.seq == null ? null : num(r.seq),
+      ts: num(r.ts), data: r.data == null ? null : str(r.data),
+      msg: r.mid == null ? null : { mid: str(r.mid), from: str(r.sender_id), cmid: str(r.cmid), kind: str(r.kind), bodyJson: r.body == null ? null : str(r.body) },
+    }));
+  }
+
+  async outboxDelete(ids: string[]): Promise<void> {
+    for (let i = 0; i < ids.length; i += 500) {
+      const chunk = ids.slice(i, i + 500);
+      await this.run(`DELETE FROM event_outbox WHERE id IN (${chunk.map(() => '?').join(', ')})`, chunk);
+    }
+  }
+
+  async outboxNodes(): Promise<string[]> {
+    return (await this.all('SELECT DISTINCT node FROM event_outbox')).map((r) => str(r.node));
   }
 }
 

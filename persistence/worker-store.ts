@@ -5,7 +5,7 @@
 import { Worker } from 'node:worker_threads';
 import type { StoreAnswer, StoreCall } from './sqlite-worker.ts';
 import {
-  DuplicateKeyError, type ConversationRecord, type CursorMove, type LeaveResult, type NewMessage,
+  DuplicateKeyError, type ConversationRecord, type CursorMove, type LeaveResult, type NewMessage, type OutboxEvent, type OutboxRow,
   type RecordStore, type SentRecord, type StoredMessage, type UserConversation,
 } from './message-store.ts';
 
@@ -60,9 +60,9 @@ export class WorkerStore implements RecordStore {
   loadConversation(conv: string): Promise<ConversationRecord | null> { return this.call('loadConversation', conv); }
   maxSeq(conv: string): Promise<number> { return this.call('maxSeq', conv); }
   ensureDm(conv: string, a: string, b: string): Promise<void> { return this.call('ensureDm', conv, a, b); }
-  createGroup(conv: string, owner: string, members: string[]): Promise<void> { return this.call('createGroup', conv, owner, members); }
-  addMembers(conv: string, users: string[]): Promise<void> { return this.call('addMembers', conv, users); }
-  removeMembers(conv: string, users: string[]): Promise<void> { return this.call('removeMembers', conv, users); }
+  createGroup(conv: string, owner: string, members: string[], events?: OutboxEvent[]): Promise<void> { return this.call('createGroup', conv, owner, members, events); }
+  addMembers(conv: string, users: string[], events?: OutboxEvent[]): Promise<void> { return this.call('addMembers', conv, users, events); }
+  removeMembers(conv: string, users: string[], events?: OutboxEvent[]): Promise<void> { return this.call('removeMembers', conv, users, events); }
   findSent(conv: string, keys: Array<{ from: string; cmid: string }>): Promise<SentRecord[]> { return this.call('findSent', conv, keys); }
   recentSent(conv: string, limit: number): Promise<SentRecord[]> { return this.call('recentSent', conv, limit); }
   history(conv: string, after: number, limit: number): Promise<StoredMessage[]> { return this.call('history', conv, after, limit); }
@@ -70,9 +70,13 @@ export class WorkerStore implements RecordStore {
   historyBefore(conv: string, before: number, limit: number): Promise<StoredMessage[]> { return this.call('historyBefore', conv, before, limit); }
   leaveGroup(conv: string, user: string): Promise<LeaveResult> { return this.call('leaveGroup', conv, user); }
   sharingUsers(user: string, others: string[]): Promise<string[]> { return this.call('sharingUsers', user, others); }
-  recall(conv: string, seq: number, now: number): Promise<boolean> { return this.call('recall', conv, seq, now); }
+  recall(conv: string, seq: number, now: number, events?: OutboxEvent[]): Promise<boolean> { return this.call('recall', conv, seq, now, events); }
   applyCursors(moves: CursorMove[]): Promise<void> { return this.call('applyCursors', moves); }
   ping(): Promise<void> { return this.call('ping'); }
+  enableEvents(node: string): Promise<void> { return this.call('enableEvents', node); }
+  outboxRead(nodes: string[] | null, limit: number): Promise<OutboxRow[]> { return this.call('outboxRead', nodes, limit); }
+  outboxDelete(ids: string[]): Promise<void> { return this.call('outboxDelete', ids); }
+  outboxNodes(): Promise<string[]> { return this.call('outboxNodes'); }
 
   userConversations(user: string): Promise<UserConversation[]> { return this.call('userConversations', user); }
 

@@ -7,12 +7,14 @@
 import type { Dialect } from '../dialect.ts';
 import { initialSchema } from './0001-initial-schema.ts';
 import { dropUnreadColumns } from './0002-drop-unread-columns.ts';
+import { eventOutbox } from './0003-event-outbox.ts';
 import { memberJoinOrder } from './0004-member-join-order.ts';
 
 export function migrationsFor(dialect: Dialect) {
   return [
     { name: '0001_initial_schema', class: initialSchema(dialect) },
     { name: '0002_drop_unread_columns', class: dropUnreadColumns(dialect) },
+    { name: '0003_event_outbox', class: eventOutbox(dialect) },
     { name: '0004_member_join_order', class: memberJoinOrder(dialect) },
   ];
 }
