@@ -443,7 +443,28 @@ interface SearchOutcome {
   bounded: boolean;
 }
 
-async function stepSearch(o: LoadOptions, s: SearchParams, run: (rate: number) => Promise<StepResult>): Promise<SearchOutcome> {
+/**
+ * After a failed (overloaded) step: wait until the server has drained what it queued, i.e. its
+ * CPU (all its processes) stays under `idlePct` % of one core for a 1 s window, at most `maxMs`.
+ * Otherwise the next step (a repeat of a lower rate, say) would measure the previous step's
+ * backlog. Returns the time waited, ms (0 without /proc figures).
+ */
+async function waitServerIdle(t: Target, maxMs = 60_000, idlePct = 10): Promise<number> {
+  const pids = pidsOf(t);
+  if (pids.length === 0) return 0;
+  const t0 = performance.now();
+  while (performance.now() - t0 < maxMs) {
+    const a = pids.map((pid) => sampleProc(pid));
+    await sleep(1000);
+    const b = pids.map((pid) => sampleProc(pid));
+    if (a.some((x) => !x) || b.some((x) => !x)) return Math.round(performance.now() - t0);
+    const pct = a.reduce((sum, x, i) => sum + (x && b[i] ? cpuPercent(x, b[i]) : 0), 0);
+    if (pct < idlePct) break;
+  }
+  return Math.round(performance.now() - t0);
+}
+
+async function stepSearch(o: LoadOptions, s: SearchParams, run: (rate: number) => Promise<StepResult>, settle?: () => Promise<number>): Promise<SearchOutcome> {
   const steps: StepResult[] = [];
   const tried = new Set<number>();
   let good = 0;
@@ -463,6 +484,10 @@ async function stepSearch(o: LoadOptions, s: SearchParams, run: (rate: number) =
     if (r.pass) good = Math.max(good, rate);
     else bad = bad === 0 ? rate : Math.min(bad, rate);
     await sleep(r.pass ? 300 : s.pauseMs);
+    if (!r.pass && settle) {
+      const waited = await settle();
+      if (waited > 1500) o.log(`    (waited ${(waited / 1000).toFixed(1)} s for the server to drain its backlog)`);
+    }
     return r.pass;
   };
   if (s.fixedRates && s.fixedRates.length > 0) {
@@ -562,7 +587,7 @@ export async function runPairs(target: Target, o: LoadOptions, p: PairsParams): 
       };
       const reason = lossReason(p, base, ph.sentOk > 0 ? ph.sent.p99 : undefined);
       return { ...base, pass: reason === '', reason };
-    });
+    }, () => waitServerIdle(target));
     return { scenario: 'pairs', setup, pairs: p.pairs, steps, maxRate, bounded, p99LimitMs: p.p99LimitMs };
   } finally {
     await fleet.close();
