@@ -18,7 +18,21 @@ export type ConvRequest =
   | { op: 'group_remove'; conv: string; user: string; members: string[] }
   | { op: 'group_members'; conv: string; user: string }
   /** v1.1: a member leaves a group. */
-  | { op: 'group_leave'; conv: string; user: string };
+  | { op: 'group_leave'; conv: string; user: string }
+  /**
+   * Server API (docs/api.md; api/http-api.ts): a trusted backend acts, so no membership check;
+   * `by` is the acting party ("@api" or a user id) as pushes name it.
+   * History of any conversation that exists (`before`: the page just below that seq).
+   */
+  | { op: 'api_history'; conv: string; after?: number; before?: number; limit: number }
+  /** Recall without time window or sender check. */
+  | { op: 'api_recall'; conv: string; seq: number; by: string }
+  /** Creates a group with an explicit owner. */
+  | { op: 'api_group_create'; conv: string; owner: string; members: string[]; by: string }
+  /** Adds, then removes members (never the owner); answers the resulting member list. */
+  | { op: 'api_members'; conv: string; add: string[]; remove: string[]; by: string }
+  /** A group's owner and members. */
+  | { op: 'api_group'; conv: string };
 
 export type ConvOp = ConvRequest['op'];
 
@@ -36,6 +50,11 @@ export interface ReplyOf {
   /** `owner` (v1.1) for groups that have one. */
   group_members: { members: string[]; owner?: string };
   group_leave: Record<string, never>;
+  api_history: { msgs: MsgFrame[]; more: boolean };
+  api_recall: Record<string, never>;
+  api_group_create: Record<string, never>;
+  api_members: { members: string[] };
+  api_group: { owner: string | null; members: string[] };
 }
 
 export type ConvReply<O extends ConvOp = ConvOp> = ReplyOf[O];

@@ -6,7 +6,7 @@
  */
 import type { ActorRef } from './system.ts';
 
-export interface SessionEntry { readonly user: string; readonly device: string; readonly actor: ActorRef }
+export interface SessionEntry { readonly user: string; readonly device: string; readonly actor: ActorRef; /** Login time, ms since the epoch (server API presence). */ readonly since?: number }
 
 export class SessionDirectory {
   private readonly byUser = new Map<string, Map<string, SessionEntry>>();

@@ -59,7 +59,7 @@ export class SessionManager {
    */
   async open(user: string, device: string, conn: Connection, rid: string, stillWanted: () => boolean): Promise<SessionEntry | null> {
     const actor = await this.shards[fnv1a(`${user}/${device}`) % this.shards.length].spawn(UserSessionActor, { user, device, conn, deps: this.deps });
-    const entry: SessionEntry = { user, device, actor };
+    const entry: SessionEntry = { user, device, actor, since: Date.now() };
     const old = this.directory.add(entry);
     if (old) void this.retire(old, 'replaced');
     this.metrics.sessions.set(this.directory.size);

@@ -15,8 +15,10 @@ import type { Membership } from './membership.ts';
 import type { NatsTransport } from './nats-transport.ts';
 import { subjects } from './subjects.ts';
 
-interface Change { user: string; device: string; node: string; on: boolean }
-interface Snapshot { node: string; devices: Array<[string, string]> }
+/** `since`: login time in ms (server API presence); absent from older nodes. */
+interface Change { user: string; device: string; node: string; on: boolean; since?: number }
+/** Devices as [user, device, since?]. */
+interface Snapshot { node: string; devices: Array<[string, string, number?]> }
 /** `back`: the asker wants to be pulled in return (it was disconnected). */
 interface SnapshotRequest { from: string; back: boolean }
 
@@ -24,6 +26,8 @@ const KEY = 'im:presence';
 const DEL_IF = `if redis.call('hget', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('hdel', KEYS[1], ARGV[1]) end return 0`;
 
 export class Presence {
+  /** Login time (ms) of the devices in byUser, by user NUL device: the server API's presence call. */
+  private readonly since = new Map<string, number>();
   private readonly byUser = new Map<string, Map<string, string>>();
   /**
    * v1.1 presence: told when a user's first device appears in this replica and when the last one
@@ -110,18 +114,20 @@ export class Presence {
     const m = this.byUser.get(c.user);
     if (c.on) {
       this.set(c.user, c.device, c.node);
+      this.since.set(`${c.user}\u0000${c.device}`, typeof c.since === 'number' ? c.since : Date.now());
       // The same user and device logged in elsewhere: the socket here is replaced.
       if (c.node !== this.self) this.kickLocal(c.user, c.device);
     } else if (m && m.get(c.device) === c.node) {
       m.delete(c.device);
+      this.since.delete(`${c.user}\u0000${c.device}`);
       this.dropIfEmpty(c.user, m);
     }
   }
 
   /** The devices connected to this node, for a peer that pulls them. */
   private snapshot(): Snapshot {
-    const devices: Array<[string, string]> = [];
-    for (const [u, m] of this.byUser) for (const [d, n] of m) if (n === this.self) devices.push([u, d]);
+    const devices: Array<[string, string, number?]> = [];
+    for (const [u, m] of this.byUser) for (const [d, n] of m) if (n === this.self) devices.push([u, d, this.since.get(`${u}\u0000${d}`)]);
     return { node: this.self, devices };
   }
 
@@ -131,9 +137,12 @@ export class Presence {
       const req: SnapshotRequest = { from: this.self, back };
       const snap = await this.nats.request<Snapshot>(subjects.presenceSnapshot(node), req, this.timeoutMs);
       if (!snap || !Array.isArray(snap.devices) || !this.membership.isLive(node)) return;
-      for (const [u, d] of snap.devices) {
+      for (const [u, d, since] of snap.devices) {
         const cur = this.byUser.get(u)?.get(d);
-        if (cur === undefined || cur === node || !this.membership.isLive(cur)) this.set(u, d, node);
+        if (cur === undefined || cur === node || !this.membership.isLive(cur)) {
+          this.set(u, d, node);
+          if (typeof since === 'number') this.since.set(`${u}\u0000${d}`, since);
+        }
       }
     } catch (e) {
       this.log.warn({ peer: node, err: String(e) }, 'presence snapshot from peer failed; relying on announcements');
@@ -155,7 +164,7 @@ export class Presence {
 
   /** Announces a device online/offline here, and waits until every live node has applied it. */
   async announce(user: string, device: string, on: boolean): Promise<void> {
-    const c: Change = { user, device, node: this.self, on };
+    const c: Change = on ? { user, device, node: this.self, on, since: Date.now() } : { user, device, node: this.self, on };
     this.apply(c);
     const peers = this.membership.liveNodes().filter((n) => n !== this.self);
     const redisWrite = on
@@ -167,6 +176,15 @@ export class Presence {
       })),
       Promise.resolve(redisWrite).catch((e: unknown) => this.log.warn({ err: String(e) }, 'presence write to Redis failed')),
     ]);
+  }
+
+  /** The devices of `user` on live nodes, with their node and login time (0: not known here). */
+  devicesOf(user: string): Array<{ device: string; node: string; since: number }> {
+    const out: Array<{ device: string; node: string; since: number }> = [];
+    for (const [device, node] of this.byUser.get(user) ?? []) {
+      if (this.membership.isLive(node)) out.push({ device, node, since: this.since.get(`${user}\u0000${device}`) ?? 0 });
+    }
+    return out;
   }
 
   /** Groups the online users among `users` by the live node that holds their devices. */

@@ -142,7 +142,7 @@ export const serverFrameSchema = z.discriminatedUnion('t', [
   z.strictObject({ t: z.literal('receipt'), conv: str, user: str, delivered: int.optional(), read: int.optional() }),
   z.strictObject({ t: z.literal('recalled'), conv: str, seq: int.min(1), by: str }),
   z.strictObject({ t: z.literal('typing'), conv: str, user: str }),
-  z.strictObject({ t: z.literal('kicked'), reason: z.enum(['replaced', 'shutdown', 'auth_expired']) }),
+  z.strictObject({ t: z.literal('kicked'), reason: z.string().regex(NAME_RE) }),
   z.strictObject({ t: z.literal('group'), conv: str, op: z.enum(['created', 'added', 'removed', 'left', 'owner']), members: z.array(str), by: str }),
   // Two shapes under one type: the answer to presence_sub (rid, users) and the push (user, online).
   z.strictObject({

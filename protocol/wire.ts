@@ -78,7 +78,11 @@ export interface MembersFrame { t: 'members'; rid: string; conv: string; owner?:
 export interface ReceiptFrame { t: 'receipt'; conv: string; user: string; delivered?: number; read?: number }
 export interface RecalledFrame { t: 'recalled'; conv: string; seq: number; by: string }
 export interface TypingFrame { t: 'typing'; conv: string; user: string }
-export type KickReason = 'replaced' | 'shutdown' | 'auth_expired';
+/**
+ * Why the server closes a socket: `replaced`, `shutdown`, `auth_expired`, or the reason an app's
+ * backend gave a server API disconnect (docs/api.md; default `admin`, 1-64 chars of [A-Za-z0-9_.-]).
+ */
+export type KickReason = string;
 export interface KickedFrame { t: 'kicked'; reason: KickReason }
 /** v1.1: how a group's membership or owner changed; `members` are the users the change is about. */
 export type GroupOp = 'created' | 'added' | 'removed' | 'left' | 'owner';
