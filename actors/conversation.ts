@@ -33,6 +33,7 @@ import type { ConvRequest, ConvReply, SendResult } from './conversation-protocol
 import type { Delivery } from './delivery.ts';
 import type { Logger } from '../core/logger.ts';
 import type { SelfActor } from './system.ts';
+import type { BeforeSend } from '../events/before-send-hook.ts';
 
 export interface ConversationDeps {
   store: RecordStore;
@@ -45,6 +46,10 @@ export interface ConversationDeps {
   recallWindowMs: number;
   /** Most members a group may have (IM_GROUP_MAX_MEMBERS). */
   maxGroupMembers: number;
+  /** The before-send hook (IM_HOOK_BEFORE_SEND_URL), when one is configured. */
+  beforeSend?: BeforeSend;
+  /** With events on: which of these users have no online device anywhere (for `push.needed`). */
+  offlineUsers?: (users: readonly string[]) => string[];
   log: Logger;
   now?: () => number;
 }
@@ -60,6 +65,8 @@ interface SendJob {
   req: SendReq;
   key: string;
   attempts: number;
+  /** Waiting for the before-send hook: no seq is assigned to it, nor to any send behind it. */
+  gated: boolean;
   /** The seq of its latest write attempt: replays keep this order. */
   seq: number;
   resolve(r: SendResult): void;
@@ -185,6 +192,11 @@ export class ConversationCore {
       case 'group_remove': return this.serially(() => this.groupRemove(req.user, req.members));
       case 'group_members': return this.membersOf(req.user);
       case 'group_leave': return this.serially(() => this.groupLeave(req.user));
+      case 'api_history': return this.apiHistory(req.after, req.before, req.limit);
+      case 'api_recall': return this.apiRecall(req.by, req.seq);
+      case 'api_group_create': return this.serially(() => this.groupCreate(req.owner, req.members, req.by));
+      case 'api_members': return this.serially(() => this.apiMembers(req.by, req.add, req.remove));
+      case 'api_group': return this.apiGroup();
     }
   }
 
@@ -209,8 +221,11 @@ export class ConversationCore {
     if (done) return Promise.resolve(done);
     const running = this.inflight.get(key);
     if (running) return running; // a resend while the original is still committing
+    const hook = this.deps.beforeSend;
     const p = new Promise<SendResult>((resolve, reject) => {
-      this.intake.push({ req, key, attempts: 0, seq: 0, resolve, reject });
+      const job: SendJob = { req, key, attempts: 0, seq: 0, resolve, reject, gated: hook !== undefined };
+      this.intake.push(job);
+      if (hook) this.runHook(job, hook);
     });
     this.inflight.set(key, p);
     const forget = () => { if (this.inflight.get(key) === p) this.inflight.delete(key); };
@@ -226,9 +241,36 @@ export class ConversationCore {
       this.recovering = this.createDm().finally(() => { this.recovering = null; this.pump(); this.checkDrained(); });
       return;
     }
-    const jobs = this.intake;
-    this.intake = [];
+    // Seqs go in arrival order: a send waiting for the hook holds back the ones behind it.
+    let ready = 0;
+    while (ready < this.intake.length && !this.intake[ready].gated) ready++;
+    const jobs = this.intake.splice(0, ready);
     for (const job of jobs) this.startWrite(job);
+  }
+
+  /** Asks the before-send hook about a queued send: allowed (maybe with a new body) or refused. */
+  private runHook(job: SendJob, hook: BeforeSend): void {
+    const { req } = job;
+    const settle = (refusal: ProtocolError | null, bodyJson?: string) => {
+      job.gated = false;
+      if (refusal) {
+        const i = this.intake.indexOf(job);
+        if (i >= 0) this.intake.splice(i, 1);
+        job.reject(refusal);
+      } else if (bodyJson !== undefined) {
+        job.req = { ...req, bodyJson };
+      }
+      this.pump();
+      this.checkDrained();
+    };
+    hook({ from: req.user, conv: this.id, kind: req.kind, bodyJson: req.bodyJson }).then(
+      (v) => {
+        if (v.action === 'reject') settle(new ProtocolError('forbidden', v.reason));
+        else if (v.action === 'unavailable') settle(unavailable('the before-send hook'));
+        else settle(null, v.action === 'replace' ? v.bodyJson : undefined);
+      },
+      () => settle(unavailable('the before-send hook')),
+    );
   }
 
   private async createDm(): Promise<void> {
@@ -249,6 +291,7 @@ export class ConversationCore {
     const seq = ++this.lastSeq;
     job.seq = seq;
     const row: NewMessage = { conv: this.id, seq, mid: this.deps.nextMid(), from: req.user, cmid: req.cmid, kind: req.kind, bodyJson: req.bodyJson, ts: this.now() };
+    if (this.deps.offlineUsers) row.pushUsers = this.deps.offlineUsers(this.memberList.filter((u) => u !== req.user));
     this.writing++;
     this.deps.write(row).then(
       () => {
@@ -358,7 +401,7 @@ export class ConversationCore {
     if (m.from !== user) throw new ProtocolError('forbidden', 'only the sender may recall a message');
     if (this.now() - m.ts > this.deps.recallWindowMs) throw new ProtocolError('forbidden', 'the recall window has passed');
     if (m.recalledAt === null) {
-      const changed = await this.deps.store.recall(this.id, seq, this.now()).catch(() => { throw unavailable('the message store'); });
+      const changed = await this.deps.store.recall(this.id, seq, this.now(), [{ type: 'message.recalled', conv: this.id, seq, data: { by: user } }]).catch(() => { throw unavailable('the message store'); });
       if (changed) this.deps.delivery.event(this.memberList, encodeRecalled({ conv: this.id, seq, by: user }));
     }
     return {};
@@ -400,12 +443,13 @@ export class ConversationCore {
     if (after > this.deps.maxGroupMembers) throw new ProtocolError('bad_request', `a group has at most ${this.deps.maxGroupMembers} members (${this.id} would have ${after})`);
   }
 
-  private async groupCreate(user: string, members: string[]): Promise<Record<string, never>> {
+  /** `user` becomes the owner; `by` is who acted (the server API may create a group for another owner). */
+  private async groupCreate(user: string, members: string[], by = user): Promise<Record<string, never>> {
     if (this.parsed.kind !== 'group') throw new ProtocolError('bad_request', 'group_create makes groups only');
     if (this.exists) throw new ProtocolError('conflict', `group ${this.id} already exists`);
     this.checkGroupSize([user, ...members]);
     try {
-      await this.deps.store.createGroup(this.id, user, members);
+      await this.deps.store.createGroup(this.id, user, members, [{ type: 'group.created', conv: this.id, data: { by, members: [user, ...members.filter((m) => m !== user)] } }]);
     } catch (e) {
       if (e instanceof DuplicateKeyError) throw new ProtocolError('conflict', `group ${this.id} already exists`);
       throw unavailable('the message store');
@@ -413,7 +457,7 @@ export class ConversationCore {
     this.exists = true;
     this.members.set(user, 'owner');
     for (const m of members) if (m !== user) this.members.set(m, 'member');
-    this.announceGroup(this.memberList, 'created', this.memberList, user);
+    this.announceGroup(this.memberList, 'created', this.memberList, by);
     return {};
   }
 
@@ -426,7 +470,7 @@ export class ConversationCore {
   private async groupAdd(user: string, members: string[]): Promise<Record<string, never>> {
     this.requireOwner(user);
     this.checkGroupSize(members);
-    await this.deps.store.addMembers(this.id, members).catch(() => { throw unavailable('the message store'); });
+    await this.deps.store.addMembers(this.id, members, [{ type: 'group.members_added', conv: this.id, data: { by: user, members } }]).catch(() => { throw unavailable('the message store'); });
     const added = members.filter((m) => !this.members.has(m));
     for (const m of added) this.members.set(m, 'member');
     this.announceGroup(this.memberList, 'added', added, user);
@@ -436,7 +480,7 @@ export class ConversationCore {
   private async groupRemove(user: string, members: string[]): Promise<Record<string, never>> {
     this.requireOwner(user);
     const removable = members.filter((m) => this.members.get(m) === 'member');
-    await this.deps.store.removeMembers(this.id, removable).catch(() => { throw unavailable('the message store'); });
+    await this.deps.store.removeMembers(this.id, removable, [{ type: 'group.members_removed', conv: this.id, data: { by: user, members: removable } }]).catch(() => { throw unavailable('the message store'); });
     const before = this.memberList;
     for (const m of removable) this.members.delete(m);
     this.announceGroup(before, 'removed', removable, user);
@@ -485,6 +529,67 @@ export class ConversationCore {
     this.announceGroup(before, 'left', [user], user);
     if (r.newOwner !== null) this.announceGroup(before, 'owner', [r.newOwner], user);
     return {};
+  }
+
+  // ---- server API (docs/api.md): a trusted backend, no membership checks ----
+
+  private requireExists(): void {
+    if (!this.exists) throw new ProtocolError('not_found', `conversation ${this.id} does not exist`);
+  }
+
+  private requireGroup(): void {
+    this.requireExists();
+    if (this.parsed.kind !== 'group') throw new ProtocolError('bad_request', `${this.id} is not a group`);
+  }
+
+  /** A page of history: after `after` ascending, or (with `before`) the `limit` messages just below `before`. `more`: messages exist further in the paging direction. */
+  private async apiHistory(after: number | undefined, before: number | undefined, limit: number): Promise<{ msgs: MsgFrame[]; more: boolean }> {
+    this.requireExists();
+    const rows = await (before === undefined ? this.deps.store.history(this.id, after ?? 0, limit + 1) : this.deps.store.historyBefore(this.id, before, limit + 1))
+      .catch(() => { throw unavailable('the message store'); });
+    const page = rows.slice(0, limit);
+    // historyBefore reads newest first.
+    if (before !== undefined) page.reverse();
+    return { msgs: page.map(toMsgFrame), more: rows.length > limit };
+  }
+
+  /** Recalls any message, whoever sent it and however old; members get `recalled` with `by`. */
+  private async apiRecall(by: string, seq: number): Promise<Record<string, never>> {
+    this.requireExists();
+    const m = await this.deps.store.getMessage(this.id, seq).catch(() => { throw unavailable('the message store'); });
+    if (!m) throw new ProtocolError('not_found', `no message ${seq} in ${this.id}`);
+    if (m.recalledAt === null) {
+      const changed = await this.deps.store.recall(this.id, seq, this.now(), [{ type: 'message.recalled', conv: this.id, seq, data: { by } }]).catch(() => { throw unavailable('the message store'); });
+      if (changed) this.deps.delivery.event(this.memberList, encodeRecalled({ conv: this.id, seq, by }));
+    }
+    return {};
+  }
+
+  /** Adds `add`, then removes `remove`; the owner cannot be removed (nothing changes then). Pushes `group` like group_add/group_remove. */
+  private async apiMembers(by: string, add: string[], remove: string[]): Promise<{ members: string[] }> {
+    this.requireGroup();
+    const owner = this.groupOwner();
+    if (owner !== null && remove.includes(owner)) throw new ProtocolError('bad_request', `the owner (${owner}) cannot be removed`);
+    const added = add.filter((m) => !this.members.has(m));
+    if (added.length > 0) {
+      this.checkGroupSize(added);
+      await this.deps.store.addMembers(this.id, added, [{ type: 'group.members_added', conv: this.id, data: { by, members: added } }]).catch(() => { throw unavailable('the message store'); });
+      for (const m of added) this.members.set(m, 'member');
+      this.announceGroup(this.memberList, 'added', added, by);
+    }
+    const removable = remove.filter((m) => this.members.get(m) === 'member');
+    if (removable.length > 0) {
+      await this.deps.store.removeMembers(this.id, removable, [{ type: 'group.members_removed', conv: this.id, data: { by, members: removable } }]).catch(() => { throw unavailable('the message store'); });
+      const before = this.memberList;
+      for (const m of removable) this.members.delete(m);
+      this.announceGroup(before, 'removed', removable, by);
+    }
+    return { members: this.memberList.sort() };
+  }
+
+  private apiGroup(): { owner: string | null; members: string[] } {
+    this.requireGroup();
+    return { owner: this.groupOwner(), members: this.memberList.sort() };
   }
 }
 
