@@ -169,6 +169,33 @@ describe('server API: input', () => {
   });
 });
 
+describe('server API: hostile input', () => {
+  it('never answers 5xx and never stops the node: odd paths, queries, methods, bodies', async () => {
+    const paths = [
+      '/api/v1/', '/api/v1', '/api/v1/../healthz', '/api/v1/users//presence', '/api/v1/users/%00/presence', '/api/v1/users/%E0%A4%A/presence',
+      `/api/v1/conversations/${'g%3A' + 'x'.repeat(3000)}/messages`, '/api/v1/conversations/g%3At/messages?%', '/api/v1/conversations/g%3At/messages?after=1e3',
+      '/api/v1/conversations/g%3At/messages?after=99999999999999999999', '/api/v1/conversations/g%3At/messages?after=-1', '/api/v1/conversations/g%3At/messages?limit=&after=',
+      '/api/v1/groups/g%3At/members/extra', '/api/v1/openapi.json?x=1', '/api/v1/tokens?user=x',
+    ];
+    for (const path of paths) {
+      for (const method of ['GET', 'POST', 'PUT', 'DELETE', 'PATCH']) {
+        const a = await call(method, path, method === 'GET' ? undefined : { user: 'x' });
+        expect(a.status, `${method} ${path}: ${JSON.stringify(a.body)}`).toBeLessThan(500);
+      }
+    }
+    const bodies = ['null', '1', '"x"', '{"user":"x","user":"y"}', '{"__proto__":{"user":"x"}}', '{"user":"x"}garbage', '\u0000', '{'.repeat(5000)];
+    for (const raw of bodies) {
+      for (const path of ['/api/v1/tokens', '/api/v1/messages', '/api/v1/groups', '/api/v1/users/x/disconnect', '/api/v1/groups/g%3Ax/members', '/api/v1/conversations/g%3Ax/recall']) {
+        const a = await call('POST', path, undefined, { raw });
+        expect(a.status, `${path} ${raw.slice(0, 40)}: ${JSON.stringify(a.body)}`).toBeLessThan(500);
+      }
+    }
+    ok(await call('POST', '/api/v1/tokens', { user: 'still-here' }), s.tokenAnswer);
+    const m = await fetch(`${node.httpUrl}/metrics`);
+    expect(await m.text()).not.toMatch(/im_handler_errors_total\{where="api"\} [1-9]/);
+  });
+});
+
 describe('server API: calls', () => {
   it('tokens: default ttl 3600, exp in seconds, at most 30 days; the token logs in', async () => {
     const before = Math.floor(Date.now() / 1000);
