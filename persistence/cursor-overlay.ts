@@ -74,4 +74,6 @@ export class CursorOverlayStore implements RecordStore {
   outboxRead: RecordStore['outboxRead'] = (nodes, limit) => this.inner.outboxRead(nodes, limit);
   outboxDelete: RecordStore['outboxDelete'] = (ids) => this.inner.outboxDelete(ids);
   outboxNodes: RecordStore['outboxNodes'] = () => this.inner.outboxNodes();
+  insertFile: RecordStore['insertFile'] = (meta) => this.inner.insertFile(meta);
+  readableFile: RecordStore['readableFile'] = (id, user) => this.inner.readableFile(id, user);
 }

@@ -15,6 +15,7 @@
 import { DeadlockException, LockWaitTimeoutException, UniqueConstraintViolationException } from '@mikro-orm/core';
 import type { Database } from './database.ts';
 import { insertIgnore, type Dialect } from './dialect.ts';
+import { FILE_KIND, fileIdOfJson, type FileMeta } from '../files/file-ref.ts';
 
 /** A message about to be written by a group commit. */
 export interface NewMessage {
@@ -140,6 +141,10 @@ export interface RecordStore {
   outboxDelete(ids: string[]): Promise<void>;
   /** Nodes that have rows in the outbox. */
   outboxNodes(): Promise<string[]>;
+  /** Files (docs/protocol.md): records an upload's metadata. */
+  insertFile(meta: FileMeta): Promise<void>;
+  /** The file's metadata when `user` may read it (its uploader, or a member of a conversation with a stored, not recalled message referring to it); null otherwise and for unknown ids. */
+  readableFile(id: string, user: string): Promise<FileMeta | null>;
 }
 
 export class MessageStore implements RecordStore {
@@ -181,11 +186,20 @@ export class MessageStore implements RecordStore {
         if (m.pushUsers && m.pushUsers.length > 0) events.push({ type: 'push.needed', conv: m.conv, seq: m.seq, ts: m.ts, data: { users: m.pushUsers } });
       }
     }
+    // Files: `kind:"file"` messages record the file they refer to, in the same transaction.
+    const refs: unknown[] = [];
+    for (const m of rows) {
+      if (m.kind !== FILE_KIND) continue;
+      const file = fileIdOfJson(m.bodyJson);
+      if (file !== null) refs.push(file, m.conv, m.seq);
+    }
+    const refSql = refs.length === 0 ? '' : `${insertIgnore(this.dialect)} INTO file_ref (file_id, conversation_id, seq) VALUES ${Array.from({ length: refs.length / 3 }, () => '(?, ?, ?)').join(', ')}`;
     // A deadlock victim was rolled back whole: the same batch can simply run again.
     for (let attempt = 1; ; attempt++) {
       try {
         await this.db.connection.transactional(async (trx) => {
           await this.db.connection.execute(sql, params, 'run', trx);
+          if (refs.length > 0) await this.db.connection.execute(refSql, refs, 'run', trx);
           await this.writeEvents(events, trx);
         });
         return;
@@ -503,6 +517,31 @@ export class MessageStore implements RecordStore {
 
   async outboxNodes(): Promise<string[]> {
     return (await this.all('SELECT DISTINCT node FROM event_outbox')).map((r) => str(r.node));
+  }
+
+  // ---- files ----
+
+  async insertFile(f: FileMeta): Promise<void> {
+    await this.run('INSERT INTO file (id, uploader_id, name, size, mime, sha256, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
+      [f.id, f.uploader, f.name, f.size, f.mime, f.sha256, f.created]);
+  }
+
+  /**
+   * The file by its primary key, when `user` uploaded it or is a member of a conversation in
+   * which a stored, not recalled message refers to it: file_ref by its key prefix (file_id), each
+   * message and the reader's membership by their primary keys; EXISTS stops at the first hit.
+   */
+  async readableFile(id: string, user: string): Promise<FileMeta | null> {
+    const rows = await this.all(
+      `SELECT f.id, f.uploader_id, f.name, f.size, f.mime, f.sha256, f.created_at FROM file f
+        WHERE f.id = ? AND (f.uploader_id = ? OR EXISTS (
+          SELECT 1 FROM file_ref r
+            JOIN message m ON m.conversation_id = r.conversation_id AND m.seq = r.seq
+            JOIN conversation_member cm ON cm.conversation_id = r.conversation_id AND cm.user_id = ?
+           WHERE r.file_id = f.id AND m.recalled_at IS NULL))`, [id, user, user]);
+    const r = rows[0];
+    if (!r) return null;
+    return { id: str(r.id), uploader: str(r.uploader_id), name: str(r.name), size: num(r.size), mime: str(r.mime), sha256: str(r.sha256), created: num(r.created_at) };
   }
 }
 

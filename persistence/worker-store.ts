@@ -8,6 +8,7 @@ import {
   DuplicateKeyError, type ConversationRecord, type CursorMove, type LeaveResult, type NewMessage, type OutboxEvent, type OutboxRow,
   type RecordStore, type SentRecord, type StoredMessage, type UserConversation,
 } from './message-store.ts';
+import type { FileMeta } from '../files/file-ref.ts';
 
 export class WorkerStore implements RecordStore {
   private nextId = 1;
@@ -77,6 +78,8 @@ export class WorkerStore implements RecordStore {
   outboxRead(nodes: string[] | null, limit: number): Promise<OutboxRow[]> { return this.call('outboxRead', nodes, limit); }
   outboxDelete(ids: string[]): Promise<void> { return this.call('outboxDelete', ids); }
   outboxNodes(): Promise<string[]> { return this.call('outboxNodes'); }
+  insertFile(meta: FileMeta): Promise<void> { return this.call('insertFile', meta); }
+  readableFile(id: string, user: string): Promise<FileMeta | null> { return this.call('readableFile', id, user); }
 
   userConversations(user: string): Promise<UserConversation[]> { return this.call('userConversations', user); }
 

@@ -9,6 +9,7 @@ import { initialSchema } from './0001-initial-schema.ts';
 import { dropUnreadColumns } from './0002-drop-unread-columns.ts';
 import { eventOutbox } from './0003-event-outbox.ts';
 import { memberJoinOrder } from './0004-member-join-order.ts';
+import { files } from './0005-files.ts';
 
 export function migrationsFor(dialect: Dialect) {
   return [
@@ -16,5 +17,6 @@ export function migrationsFor(dialect: Dialect) {
     { name: '0002_drop_unread_columns', class: dropUnreadColumns(dialect) },
     { name: '0003_event_outbox', class: eventOutbox(dialect) },
     { name: '0004_member_join_order', class: memberJoinOrder(dialect) },
+    { name: '0005_files', class: files(dialect) },
   ];
 }
