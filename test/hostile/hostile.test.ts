@@ -703,6 +703,8 @@ describe('hostile clients', () => {
       group_add: (i, c) => ({ t: 'group_add', rid: `f${i}`, conv: `g:${c.group}`, members: [] }),
       group_remove: (i, c) => ({ t: 'group_remove', rid: `f${i}`, conv: `g:${c.group}`, members: [] }),
       group_members: (i, c) => ({ t: 'group_members', rid: `f${i}`, conv: `g:${c.group}` }),
+      // v1.1: each one a store query over its list; one per socket at a time besides the frame rate.
+      presence_sub: (i, c) => ({ t: 'presence_sub', rid: `f${i}`, users: [`zz${TAG}`, c.user, `p${i}${TAG}`] }),
     };
 
     for (const [type, make] of Object.entries(floods)) {
