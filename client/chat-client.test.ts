@@ -488,3 +488,100 @@ describe('ChatClient against a fake server', () => {
     await until(() => c.state === 'open', 'reconnected');
   });
 });
+
+describe('ChatClient v1.1 helpers', () => {
+  it('history() sends sync with before/limit and returns full msg frames without emitting them', async () => {
+    const a = await fake();
+    a.script = (s, f) => {
+      if (f.t !== 'sync' || f.before === undefined) return false;
+      const before = Math.min(Number(f.before), 121);
+      const limit = Number(f.limit ?? 50);
+      const msgs = [];
+      for (let q = Math.max(1, before - limit); q < before; q++) msgs.push({ seq: q, mid: `m${q}`, from: 'bob', cmid: `c${q}`, ts: q, body: q });
+      s.push({ t: 'batch', rid: f.rid, conv: f.conv, msgs, more: before - limit > 1 });
+      return true;
+    };
+    const c = client([a.url]);
+    const got: MsgFrame[] = [];
+    c.on('message', (m) => got.push(m));
+    await c.connect();
+    const newest = await c.history('g:team', { limit: 20 });
+    expect(newest.msgs.map((m) => m.seq)).toEqual(Array.from({ length: 20 }, (_, i) => 101 + i));
+    expect(newest.msgs[0]).toMatchObject({ t: 'msg', conv: 'g:team', kind: 'text' });
+    expect(newest.more).toBe(true);
+    const older = await c.history('g:team', { before: 101, limit: 100 });
+    expect(older.msgs[0].seq).toBe(1);
+    expect(older.more).toBe(false);
+    const frames = a.all('sync');
+    expect(frames[0]).toMatchObject({ conv: 'g:team', before: Number.MAX_SAFE_INTEGER, limit: 20 });
+    expect(frames[0].after).toBeUndefined();
+    expect(frames[1]).toMatchObject({ before: 101, limit: 100 });
+    expect(got).toEqual([]);
+  });
+
+  it('initialHistory: a conversation held from nothing starts at its newest N, live ones follow', async () => {
+    const a = await fake();
+    a.script = (s, f) => {
+      if (f.t === 'convs') {
+        s.push({ t: 'convs', rid: f.rid, convs: [{ conv: 'g:big', last_seq: 120, ack_seq: 0, read_seq: 0 }, { conv: 'g:small', last_seq: 3, ack_seq: 0, read_seq: 0 }] });
+        return true;
+      }
+      if (f.t === 'sync') {
+        const top = f.conv === 'g:big' ? 120 : 3;
+        const msgs = [];
+        for (let q = Number(f.after) + 1; q <= top; q++) msgs.push(msg(String(f.conv), q));
+        s.push({ t: 'batch', rid: f.rid, conv: f.conv, msgs, more: false });
+        return true;
+      }
+      return false;
+    };
+    const c = client([a.url], { initialHistory: 10 });
+    const got: string[] = [];
+    c.on('message', (m) => got.push(`${m.conv}#${m.seq}`));
+    await c.connect();
+    await until(() => got.length === 13, 'newest 10 of g:big and all 3 of g:small');
+    expect(a.all('sync').find((f) => f.conv === 'g:big')).toMatchObject({ after: 110 });
+    expect(got.filter((g) => g.startsWith('g:big'))[0]).toBe('g:big#111');
+    a.sockets[0].push(msg('g:big', 121));
+    await until(() => got.includes('g:big#121'), 'live message after the tail');
+    expect(c.held('g:big')).toBe(121);
+  });
+
+  it('presenceSub answers the states, emits pushes, renews after a re-login; group pushes are emitted', async () => {
+    const a = await fake();
+    a.script = (s, f) => {
+      if (f.t !== 'presence_sub') return false;
+      s.push({ t: 'presence', rid: f.rid, users: (f.users as string[]).map((user) => ({ user, online: user === 'bob' ? true : null })) });
+      return true;
+    };
+    const c = client([a.url]);
+    const events: string[] = [];
+    c.on('presence', (p) => events.push(`${p.user}:${String(p.online)}`));
+    c.on('group', (g) => events.push(`group:${g.op}:${g.members.join(',')}`));
+    await c.connect();
+    expect(await c.presenceSub(['bob', 'mallory'])).toEqual([{ user: 'bob', online: true }, { user: 'mallory', online: null }]);
+    a.sockets[0].push({ t: 'presence', user: 'bob', online: false });
+    a.sockets[0].push({ t: 'group', conv: 'g:team', op: 'added', members: ['dave'], by: 'alice' });
+    await until(() => events.length === 2, 'pushes');
+    expect(events).toEqual(['bob:false', 'group:added:dave']);
+    a.sockets[0].ws.terminate();
+    await until(() => a.all('presence_sub').length === 2, 'subscribed again after re-login');
+    expect(a.all('presence_sub')[1].users).toEqual(['bob', 'mallory']);
+    await until(() => events.length === 4, 'states after re-login');
+    expect(events.slice(2)).toEqual(['bob:true', 'mallory:null']);
+  });
+
+  it('groupLeave and groupInfo send their frames', async () => {
+    const a = await fake();
+    a.script = (s, f) => {
+      if (f.t !== 'group_members') return false;
+      s.push({ t: 'members', rid: f.rid, conv: f.conv, owner: 'alice', members: ['alice', 'bob'] });
+      return true;
+    };
+    const c = client([a.url]);
+    await c.connect();
+    expect(await c.groupInfo('g:team')).toEqual({ conv: 'g:team', owner: 'alice', members: ['alice', 'bob'] });
+    await c.groupLeave('g:team');
+    expect(a.all('group_leave')[0]).toMatchObject({ conv: 'g:team' });
+  });
+});

@@ -22,9 +22,9 @@ import type { OutboxEntry } from './outbox.ts';
 import { groupConv } from '../protocol/ids.ts';
 import { ChatError } from './types.ts';
 import type {
-  AnswerFrame, BatchFrame, ClientFrame, ConvSummary, ConvsFrame, ErrorFrame, LoginOkFrame, MembersFrame,
-  MsgFrame, OkFrame, ReceiptFrame, RecalledFrame, SendTarget, SentFrame, ServerFrame, TypingFrame,
-  WebSocketConstructor, WebSocketLike,
+  AnswerFrame, BatchFrame, ClientFrame, ConvSummary, ConvsFrame, ErrorFrame, GroupFrame, LoginOkFrame, MembersFrame,
+  MsgFrame, OkFrame, PresenceFrame, PresenceState, ReceiptFrame, RecalledFrame, SendTarget, SentFrame, ServerFrame,
+  TypingFrame, WebSocketConstructor, WebSocketLike,
 } from './types.ts';
 
 export type ConnectionState = 'idle' | 'connecting' | 'open' | 'reconnecting' | 'closed' | 'kicked';
@@ -85,6 +85,31 @@ export interface ChatClientOptions {
   syncOnLogin?: boolean;
   /** Declare the socket dead after this many heartbeats without any frame. Default 2. */
   deadAfterHeartbeats?: number;
+  /**
+   * For a conversation the client holds nothing of, the login catch-up delivers only its newest
+   * `initialHistory` messages; older ones stay on the server for `history()`. Default: all.
+   */
+  initialHistory?: number;
+}
+
+export interface HistoryOptions {
+  /** Messages with seq < before; default: the newest ones. */
+  before?: number;
+  /** 1–200; default 50. */
+  limit?: number;
+}
+
+/** A group's members and owner (`groupInfo`). */
+export interface GroupInfo {
+  conv: string;
+  owner?: string;
+  members: string[];
+}
+
+/** A watched user's presence (`presence` event): online, offline, or null when not watchable. */
+export interface PresenceChange {
+  user: string;
+  online: boolean | null;
 }
 
 export interface SendOptions {
@@ -114,6 +139,10 @@ export interface ChatClientEvents {
   login: (info: LoginOkFrame) => void;
   /** Non-fatal problems: unsolicited error frames, listener exceptions, token failures. */
   error: (err: ChatError) => void;
+  /** v1.1: a group's membership or owner changed (the acting member included). */
+  group: (g: GroupFrame) => void;
+  /** v1.1: a user watched with `presenceSub` came online or went offline (also after each re-login). */
+  presence: (p: PresenceChange) => void;
 }
 
 export interface ClientMetrics {
@@ -171,6 +200,8 @@ export class ChatClient {
   private readonly filling = new Map<string, number>();
   private readonly gapTimers = new Map<string, ReturnType<typeof setTimeout>>();
   private openWaiters: OpenWaiter[] = [];
+  /** The users of the last presenceSub, subscribed again after every login. */
+  private presenceUsers: string[] = [];
 
   private _state: ConnectionState = 'idle';
   private ws: WebSocketLike | null = null;
@@ -355,6 +386,40 @@ export class ChatClient {
     return f.members;
   }
 
+  /** v1.1: members and owner of a group. */
+  async groupInfo(conv: string): Promise<GroupInfo> {
+    const f = await this.request<MembersFrame>('members', (rid) => ({ t: 'group_members', rid, conv }));
+    return f.owner === undefined ? { conv: f.conv, members: f.members } : { conv: f.conv, owner: f.owner, members: f.members };
+  }
+
+  /** v1.1: leaves a group (the owner hands over to the longest-standing member). */
+  async groupLeave(conv: string): Promise<void> {
+    await this.request<OkFrame>('ok', (rid) => ({ t: 'group_leave', rid, conv }));
+  }
+
+  /**
+   * v1.1: pages backwards through stored history: up to `limit` messages just below `before`
+   * (default: the newest), ascending; `more` when older ones exist. The messages are returned
+   * only, not delivered as `message` events.
+   */
+  async history(conv: string, options: HistoryOptions = {}): Promise<BatchFrame> {
+    const before = options.before ?? Number.MAX_SAFE_INTEGER;
+    const batch = await this.request<BatchFrame>('batch', (rid) =>
+      (options.limit === undefined ? { t: 'sync', rid, conv, before } : { t: 'sync', rid, conv, before, limit: options.limit }));
+    return { ...batch, msgs: batch.msgs.map((m) => normalizeMsg(m, batch.conv || conv)) };
+  }
+
+  /**
+   * v1.1: watches these users' presence (replacing the previous list; [] ends it) and resolves with
+   * their current state. Changes arrive as `presence` events; the client subscribes again after
+   * every re-login and emits each user's state then.
+   */
+  async presenceSub(users: string[]): Promise<PresenceChange[]> {
+    this.presenceUsers = [...users];
+    const f = await this.request<PresenceFrame>('presence', (rid) => ({ t: 'presence_sub', rid, users }));
+    return presenceStates(f.users);
+  }
+
   /**
    * Stops for good: flushes acks and reads if logged in, closes the socket, rejects what is
    * pending with code `closed`, clears every timer. Resolves when the socket closed (≤ 1 s).
@@ -461,6 +526,7 @@ export class ChatClient {
     for (const [conv, seq] of [...this.reads]) if (this.writeIfOpen({ t: 'read', conv, seq })) this.reads.delete(conv);
     this.pump();
     for (const r of this.requests.values()) if (!r.written) r.written = this.write(r.frame);
+    if (this.presenceUsers.length > 0) void this.resubscribePresence(gen);
     if (this.opts.syncOnLogin ?? true) void this.catchUp();
     else for (const conv of this.convState.gaps()) this.scheduleGapFill(conv);
   }
@@ -476,8 +542,25 @@ export class ChatClient {
       return; // a lost socket brings a new login, which catches up again
     }
     if (gen !== this.gen) return;
-    for (const c of list) if (c.last_seq > this.convState.held(c.conv)) this.fill(c.conv, c.last_seq);
+    const tail = this.opts.initialHistory;
+    for (const c of list) {
+      if (tail !== undefined && this.convState.held(c.conv) === 0 && c.last_seq > tail) {
+        for (const m of this.convState.skipTo(c.conv, c.last_seq - Math.max(0, Math.floor(tail)))) this.deliver(m);
+      }
+      if (c.last_seq > this.convState.held(c.conv)) this.fill(c.conv, c.last_seq);
+    }
     for (const conv of this.convState.gaps()) this.scheduleGapFill(conv);
+  }
+
+  private async resubscribePresence(gen: number): Promise<void> {
+    const users = this.presenceUsers;
+    try {
+      const f = await this.request<PresenceFrame>('presence', (rid) => ({ t: 'presence_sub', rid, users }));
+      if (gen !== this.gen || users !== this.presenceUsers) return;
+      for (const p of presenceStates(f.users)) this.emit('presence', p);
+    } catch (e) {
+      if (gen === this.gen && this._state === 'open') this.emitError(asChatError(e));
+    }
   }
 
   /**
@@ -598,6 +681,13 @@ export class ChatClient {
       case 'kicked':
         this.onKicked(f.reason);
         return;
+      case 'group':
+        this.emit('group', f);
+        return;
+      case 'presence':
+        if (f.rid !== undefined) this.answer(f.rid, f);
+        else if (typeof f.user === 'string') this.emit('presence', { user: f.user, online: f.online ?? null });
+        return;
       case 'pong':
         if (f.rid !== undefined) this.answer(f.rid, f);
         return;
@@ -616,11 +706,13 @@ export class ChatClient {
   private onMsg(msg: MsgFrame): void {
     const r = this.convState.offer(msg);
     if (r.duplicate) this.metrics.duplicatesDropped++;
-    for (const m of r.deliver) {
-      this.emit('message', m);
-      if (this.opts.autoAck ?? true) this.acks.note(m.conv, m.seq);
-    }
+    for (const m of r.deliver) this.deliver(m);
     if (this.convState.gapAfter(msg.conv) !== null) this.scheduleGapFill(msg.conv);
+  }
+
+  private deliver(m: MsgFrame): void {
+    this.emit('message', m);
+    if (this.opts.autoAck ?? true) this.acks.note(m.conv, m.seq);
   }
 
   private onSent(f: SentFrame): void {
@@ -886,6 +978,10 @@ function parseFrame(data: unknown): ServerFrame | null {
 /** Batch entries may omit `t`/`conv`/`kind`; give every delivered message the full `msg` shape. */
 function normalizeMsg(m: MsgFrame, conv: string): MsgFrame {
   return { ...m, t: 'msg', conv: m.conv ?? conv, kind: m.kind ?? 'text' };
+}
+
+function presenceStates(users: PresenceState[] | undefined): PresenceChange[] {
+  return (users ?? []).map((u) => ({ user: u.user, online: u.online }));
 }
 
 /** The text of a WebSocket `error` event: `ws` puts one in `message` (or `error`); browsers have none. */

@@ -71,3 +71,19 @@ describe('ConversationState', () => {
     expect(four.body).toBeUndefined();
   });
 });
+
+describe('ConversationState.skipTo', () => {
+  const m = (seq: number) => ({ t: 'msg' as const, conv: 'c', seq, mid: `m${seq}`, from: 'x', cmid: `c${seq}`, ts: seq, kind: 'text', body: seq });
+  it('holds up to seq without delivering, drops older buffered ones, releases the ones right after', () => {
+    const s = new ConversationState();
+    s.offer(m(50));
+    s.offer(m(101));
+    s.offer(m(102));
+    expect(s.skipTo('c', 100).map((x) => x.seq)).toEqual([101, 102]);
+    expect(s.held('c')).toBe(102);
+    expect(s.gapAfter('c')).toBeNull();
+    expect(s.skipTo('c', 10)).toEqual([]);
+    expect(s.held('c')).toBe(102);
+    expect(s.offer(m(100)).duplicate).toBe(true);
+  });
+});

@@ -78,6 +78,28 @@ export class ConversationState {
     return { deliver, duplicate: false };
   }
 
+  /**
+   * Treats 1..seq of `conv` as held without delivering them (an app that starts a conversation at
+   * its newest messages and pages back with `history`). Buffered messages up to `seq` are dropped;
+   * those right after it are released and returned, in order. Never moves backwards.
+   */
+  skipTo(conv: string, seq: number): MsgFrame[] {
+    const c = this.get(conv);
+    if (!Number.isSafeInteger(seq) || seq <= c.held) return [];
+    c.held = seq;
+    for (const s of [...c.ahead.keys()]) if (s <= seq) c.ahead.delete(s);
+    for (const s of [...c.recalls]) if (s <= seq) c.recalls.delete(s);
+    const deliver: MsgFrame[] = [];
+    let next = c.ahead.get(c.held + 1);
+    while (next) {
+      c.ahead.delete(next.seq);
+      deliver.push(this.applyRecall(c, next));
+      c.held = next.seq;
+      next = c.ahead.get(c.held + 1);
+    }
+    return deliver;
+  }
+
   /** The `after` to sync from when messages are waiting behind a gap, else null. */
   gapAfter(conv: string): number | null {
     const c = this.convs.get(conv);

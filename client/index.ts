@@ -5,13 +5,14 @@
  */
 export { ChatClient } from './chat-client.ts';
 export type {
-  ChatClientEvents, ChatClientOptions, ClientMetrics, ConnectionState, SendOptions, StateChange, TokenSource,
+  ChatClientEvents, ChatClientOptions, ClientMetrics, ConnectionState, GroupInfo, HistoryOptions, PresenceChange,
+  SendOptions, StateChange, TokenSource,
 } from './chat-client.ts';
 export { ChatError } from './types.ts';
 export type {
-  AnswerFrame, BatchFrame, ClientErrorCode, ClientFrame, ConvSummary, ErrorCode, ErrorFrame, KickReason, KickedFrame,
-  LoginOkFrame, MembersFrame, MsgFrame, OkFrame, ReceiptFrame, RecalledFrame, SendTarget, SentFrame, ServerFrame,
-  TypingFrame, WebSocketConstructor, WebSocketLike,
+  AnswerFrame, BatchFrame, ClientErrorCode, ClientFrame, ConvSummary, ErrorCode, ErrorFrame, GroupFrame, GroupOp, KickReason,
+  KickedFrame, LoginOkFrame, MembersFrame, MsgFrame, OkFrame, PresenceFrame, PresenceState, ReceiptFrame, RecalledFrame,
+  SendTarget, SentFrame, ServerFrame, TypingFrame, WebSocketConstructor, WebSocketLike,
 } from './types.ts';
 export { dmConv, dmPeer, groupConv, isValidName, parseConv } from '../protocol/ids.ts';
 export type { ParsedConv } from '../protocol/ids.ts';

@@ -7,9 +7,9 @@
 import type { ErrorCode } from '../protocol/wire.ts';
 
 export type {
-  AnswerFrame, BatchFrame, ClientFrame, ClientFrameOf, ConvSummary, ConvsFrame, ErrorCode, ErrorFrame, KickReason,
-  KickedFrame, LoginOkFrame, MembersFrame, MsgFrame, OkFrame, PongFrame, PushFrame, ReceiptFrame, RecalledFrame,
-  SentFrame, ServerFrame, TypingFrame,
+  AnswerFrame, BatchFrame, ClientFrame, ClientFrameOf, ConvSummary, ConvsFrame, ErrorCode, ErrorFrame, GroupFrame, GroupOp,
+  KickReason, KickedFrame, LoginOkFrame, MembersFrame, MsgFrame, OkFrame, PongFrame, PresenceFrame, PresenceState,
+  PushFrame, ReceiptFrame, RecalledFrame, SentFrame, ServerFrame, TypingFrame,
 } from '../protocol/wire.ts';
 
 /** Where a message goes: a peer user (1:1) or a conversation id (`g:<group>` or `dm:a:b`). */

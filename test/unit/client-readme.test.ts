@@ -127,13 +127,13 @@ describe('client/README.md', () => {
 
   it('fails for a method, an option or an API member that does not exist, and for a wrong signature', () => {
     const broken = readme
-      .replace("await chat.close();", "await chat.history('g:team', { after: 0 });\nawait chat.close();")
+      .replace("await chat.close();", "await chat.historyOf('g:team', { after: 0 });\nawait chat.close();")
       .replace("connectWaitMs: 5000, retryForever: true", "connectWaitMs: 5000, reconnect: true")
       .replace('  deadAfterHeartbeats?: number;', '  deadAfterHeartbeats?: number;\n  presence?: boolean;')
       .replace('  groupMembers(conv: string): Promise<string[]>;\n', '')
       .replace('  typing(conv: string): boolean;', '  typing(conv: string): Promise<void>;');
     const problems = checkReadme(broken).join('\n');
-    expect(problems).toMatch(/Property 'history' does not exist on type 'ChatClient'/);
+    expect(problems).toMatch(/Property 'historyOf' does not exist on type 'ChatClient'/);
     expect(problems).toMatch(/'reconnect' does not exist in type 'ChatClientOptions'/);
     expect(problems).toMatch(/ChatClientOptions: documented in the README but not in the package → .*"presence"/);
     expect(problems).toMatch(/ChatClient: public in the package but missing from the README → .*"groupMembers"/);
