@@ -26,6 +26,7 @@ import { dmConvId, groupConvId, parseConvId } from '../protocol/ids.ts';
 import type { RecordStore } from '../persistence/message-store.ts';
 import type { ConversationService } from './conversation-protocol.ts';
 import { storedMsgJson } from './conversation.ts';
+import { FILE_KIND, fileIdOf } from '../files/file-ref.ts';
 import type { MessagePush } from './delivery.ts';
 import type { SelfActor } from './system.ts';
 import type { PresenceAccess } from './presence-watch.ts';
@@ -454,9 +455,23 @@ export class UserSession {
     } else {
       conv = this.conv(f.conv as string);
     }
+    const kind = f.kind ?? 'text';
+    if (kind === FILE_KIND) await this.checkFileRef(f.body);
     const bodyJson = JSON.stringify(f.body);
-    const r = await this.deps.conversations.request({ op: 'send', conv, user: this.user, device: this.device, cmid: f.cmid, kind: f.kind ?? 'text', bodyJson });
+    const r = await this.deps.conversations.request({ op: 'send', conv, user: this.user, device: this.device, cmid: f.cmid, kind, bodyJson });
     this.out({ t: 'sent', rid: f.rid, conv, cmid: f.cmid, seq: r.seq, mid: r.mid, ts: r.ts });
+  }
+
+  /**
+   * Files (docs/protocol.md): a `kind:"file"` message must name a file (`body.file`) its sender
+   * may read — uploaded it, or shares a conversation where a stored, not recalled message refers
+   * to it. Checked before the message goes to its conversation, so a refused one never gets a seq.
+   */
+  private async checkFileRef(body: unknown): Promise<void> {
+    const id = fileIdOf(body);
+    if (id === null) throw new ProtocolError('bad_request', 'a "file" message needs a body object with "file": the id of an uploaded file');
+    const meta = await this.deps.store.readableFile(id, this.user).catch(() => { throw unavailable('the message store'); });
+    if (!meta) throw new ProtocolError('forbidden', `file ${id} does not exist or may not be read by ${this.user}`);
   }
 
   /** Refuses a request whose answer would pile up behind output the client has not read. */
