@@ -1001,10 +1001,11 @@ describe('hostile clients', () => {
       await Promise.all(senders.map((c) => c.close()));
       expect(await guard('stalled backlog')).toBe(true);
       // The docs allow 16 MiB queued for a client that does not read, then it is dropped. A socket
-      // that was not dropped while 24 MB were pushed for it, and meanwhile the node grew by more
-      // than 40 MiB or later delivered more than 24 MiB (8 MiB allowed for kernel buffers), was
-      // held for in the node's memory beyond that limit.
-      const heldBeyond = closedByServer === null && (grewMiB >= 40 || receivedMiB > 24);
+      // that was not dropped while 24 MB were pushed for it, while the node grew by more than
+      // 40 MiB, was held for in the node's memory beyond that limit. (What it gets once it reads
+      // again may be more: live pushes past the session's bound are read back from the record
+      // after the backlog, as the client reads, not kept in memory meanwhile.)
+      const heldBeyond = closedByServer === null && grewMiB >= 40;
       expect(heldBeyond, `socket never closed while 24 MB were pushed for it; RSS +${grewMiB.toFixed(1)} MiB, ${receivedMiB.toFixed(1)} MiB delivered once it read again`).toBe(false);
     });
 

@@ -130,7 +130,7 @@ export { s, conv };
     writeFileSync(bad, `
 import { ChatClient } from '@actor-im/client';
 declare const c: ChatClient;
-c.history('dm:a:b');
+c.fetchEverything('dm:a:b');
 const n: number = c.device;
 export { n };
 `);
@@ -144,7 +144,7 @@ export { n };
     // Everything else (the package's own .d.ts included) must be clean.
     expect(diagnostics.filter((d) => d.file?.fileName !== bad).map(text)).toEqual([]);
     const errors = diagnostics.filter((d) => d.file?.fileName === bad).map(text);
-    expect(errors.join('\n')).toMatch(/Property 'history' does not exist/);
+    expect(errors.join('\n')).toMatch(/Property 'fetchEverything' does not exist/);
     expect(errors.join('\n')).toMatch(/Type 'string' is not assignable to type 'number'/);
     expect(errors).toHaveLength(2);
   });
