@@ -536,9 +536,9 @@ export class MessageStore implements RecordStore {
       `SELECT f.id, f.uploader_id, f.name, f.size, f.mime, f.sha256, f.created_at FROM file f
         WHERE f.id = ? AND (f.uploader_id = ? OR EXISTS (
           SELECT 1 FROM file_ref r
-            JOIN message m ON m.conversation_id = r.conversation_id AND m.seq = r.seq
+            JOIN message ON message.conversation_id = r.conversation_id AND message.seq = r.seq
             JOIN conversation_member cm ON cm.conversation_id = r.conversation_id AND cm.user_id = ?
-           WHERE r.file_id = f.id AND m.recalled_at IS NULL))`, [id, user, user]);
+           WHERE r.file_id = f.id AND message.recalled_at IS NULL))`, [id, user, user]);
     const r = rows[0];
     if (!r) return null;
     return { id: str(r.id), uploader: str(r.uploader_id), name: str(r.name), size: num(r.size), mime: str(r.mime), sha256: str(r.sha256), created: num(r.created_at) };

@@ -32,7 +32,7 @@ afterAll(async () => {
   await servers?.stop();
 });
 
-async function upload(node: ChatNodeHandle, user: string, bytes: Uint8Array, mime = 'application/octet-stream'): Promise<{ status: number; body: any }> {
+async function upload(node: ChatNodeHandle, user: string, bytes: Uint8Array<ArrayBuffer>, mime = 'application/octet-stream'): Promise<{ status: number; body: any }> {
   const r = await fetch(`${node.httpUrl}/files?name=data.bin`, {
     method: 'POST', headers: { authorization: `Bearer ${await signTestToken(user)}`, 'content-type': mime }, body: bytes,
   });

@@ -33,7 +33,7 @@ afterAll(async () => {
 
 const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 
-async function upload(user: string | null, bytes: Uint8Array, opts: { name?: string; mime?: string; token?: string } = {}): Promise<{ status: number; body: any }> {
+async function upload(user: string | null, bytes: Uint8Array<ArrayBuffer>, opts: { name?: string; mime?: string; token?: string } = {}): Promise<{ status: number; body: any }> {
   const headers: Record<string, string> = { 'content-type': opts.mime ?? 'application/octet-stream' };
   const token = opts.token ?? (user === null ? undefined : await signTestToken(user));
   if (token !== undefined) headers.authorization = `Bearer ${token}`;

@@ -21,6 +21,7 @@ import { MessageStore, type NewMessage } from '../../persistence/message-store.t
 import { startMariaDB, type ServerHandle } from '../harness/servers.ts';
 
 const CONVS = ['g:big0', 'g:big1', 'g:big2', 'g:big3'];
+const FILE_ID = 'AAAAAAAAAAAAAAAAAAAAAA';
 const PER_CONV = 50_000;
 const BATCH = 2000;
 
@@ -80,6 +81,10 @@ describe.each(modes)('store query plans on a 200k-message record, %s', (mode) =>
       }
     }
     await store.applyCursors(CONVS.map((conv) => ({ conv, user: 'u2', ack: 10, read: 5 })));
+    // Files: one file referred to by a message of a small group of others.
+    await store.createGroup('g:files', 'u4', ['u5']);
+    await store.insertFile({ id: FILE_ID, uploader: 'u4', name: 'f', size: 1, mime: 'text/plain', sha256: '0'.repeat(64), created: 1 });
+    await store.insertMessages([{ conv: 'g:files', seq: 1, mid: String(mid++), from: 'u4', cmid: 'f1', kind: 'file', bodyJson: JSON.stringify({ file: FILE_ID }), ts: 1 }]);
   }, 240_000);
   afterAll(async () => {
     await db?.close();
@@ -104,6 +109,8 @@ describe.each(modes)('store query plans on a 200k-message record, %s', (mode) =>
       historyBefore: () => store.historyBefore(c, 25_000, 51),
       sharingUsers: () => store.sharingUsers('u2', ['u1', 'u3', 'nobody']),
       leaveGroup: () => store.leaveGroup(CONVS[3]!, 'u1'),
+      // files
+      readableFile: () => store.readableFile(FILE_ID, 'u5'),
     };
     const out: Record<string, Captured[]> = {};
     for (const [name, fn] of Object.entries(run)) out[name] = await capture(db, fn);
@@ -121,6 +128,11 @@ describe.each(modes)('store query plans on a 200k-message record, %s', (mode) =>
     expect((await store.historyBefore(CONVS[0]!, 1, 2))).toEqual([]);
     expect((await store.sharingUsers('u3', ['u1', 'u2', 'u9', 'u1'])).sort()).toEqual(['u1', 'u2']);
     expect(await store.sharingUsers('u9', ['u1'])).toEqual([]);
+    // Files: the uploader and the members of a conversation with a file message that is not recalled.
+    expect((await store.readableFile(FILE_ID, 'u4'))?.uploader).toBe('u4');
+    expect((await store.readableFile(FILE_ID, 'u5'))?.id).toBe(FILE_ID);
+    expect(await store.readableFile(FILE_ID, 'u1')).toBeNull();
+    expect(await store.readableFile('BBBBBBBBBBBBBBBBBBBBBB', 'u4')).toBeNull();
   });
 
   it('reads message by key only, never a whole conversation', async () => {
@@ -134,7 +146,7 @@ describe.each(modes)('store query plans on a 200k-message record, %s', (mode) =>
           const plan = (await db.connection.execute<Array<{ detail: string }>>(`EXPLAIN QUERY PLAN ${sql}`, params, 'all')).map((r) => r.detail);
           const bad = (why: string) => problems.push(`${name}: ${why}\n  sql: ${flat.slice(0, 300)}\n  plan: ${plan.join(' | ')}`);
           for (const line of plan) {
-            if (/^SCAN (message|ls|conversation|conversation_member|cm|o|me)\b/.test(line)) bad(`scans: ${line}`);
+            if (/^SCAN (message|ls|conversation|conversation_member|cm|o|me|file|file_ref|f|r)\b/.test(line)) bad(`scans: ${line}`);
             // Sorting the user's few member rows is fine; sorting or grouping messages is not.
             if (/TEMP B-TREE/.test(line) && !(name === 'userConversations' && line === 'USE TEMP B-TREE FOR ORDER BY')) bad(`temp b-tree: ${line}`);
             if (!MSG_ALIAS.test(line)) continue;
