@@ -24,8 +24,10 @@ interface Conv {
   /** Own read cursor. */
   readSeq: number;
   lastTs: number;
-  /** Older messages may exist on the server below the oldest held one. */
-  more: boolean;
+  /** The server said there is nothing older than the oldest held message. */
+  exhausted: boolean;
+  /** Lowest seq shown (0: not opened yet): the login backlog may hold more than one screen. */
+  floor: number;
   loadingOlder: boolean;
   /** Other members' cursors (from receipts). */
   delivered: Record<string, number>;
@@ -74,7 +76,7 @@ function conv(id: string): Conv {
     const group = p?.kind === 'group';
     c = {
       id, group, title: group ? `# ${id.slice(2)}` : dmPeer(id, me) ?? id, msgs: new Map(), pending: new Map(),
-      lastSeq: 0, readSeq: 0, lastTs: 0, more: false, loadingOlder: false, delivered: {}, read: {}, typing: new Map(),
+      lastSeq: 0, readSeq: 0, lastTs: 0, exhausted: false, floor: 0, loadingOlder: false, delivered: {}, read: {}, typing: new Map(),
     };
     Object.assign(c, loadReceipts(id));
     convs.set(id, c);
@@ -206,10 +208,10 @@ function renderChat(): void {
   const oldHeight = box.scrollHeight;
   const oldTop = box.scrollTop;
   const firstBefore = box.querySelector<HTMLElement>('.msg[data-seq]')?.dataset.seq;
-  const seqs = [...c.msgs.keys()].sort((a, b) => a - b);
+  const seqs = [...c.msgs.keys()].filter((q) => q >= c.floor).sort((a, b) => a - b);
   const nodes: Node[] = [];
   nodes.push(el('div', { class: 'history-edge', id: 'history-edge' },
-    c.loadingOlder ? 'Loading older messages…' : c.more ? 'Scroll up for older messages' : seqs.length || c.pending.size ? 'Beginning of the conversation' : 'No messages yet: say hi'));
+    c.loadingOlder ? 'Loading older messages…' : hasOlder(c) ? 'Scroll up for older messages' : seqs.length || c.pending.size ? 'Beginning of the conversation' : 'No messages yet: say hi'));
   let prevDay = '';
   for (const s of seqs) {
     const m = c.msgs.get(s)!;
@@ -220,11 +222,11 @@ function renderChat(): void {
   for (const p of c.pending.values()) nodes.push(pendingBubble(p));
   box.replaceChildren(...nodes);
   const firstAfter = box.querySelector<HTMLElement>('.msg[data-seq]')?.dataset.seq;
-  if (firstBefore && firstAfter && firstAfter !== firstBefore && !atBottom) {
+  if (box.dataset.conv !== c.id || atBottom) {
+    box.scrollTop = box.scrollHeight;
+  } else if (firstBefore && firstAfter && firstAfter !== firstBefore) {
     // Older messages were put on top: keep what the reader looked at in place.
     box.scrollTop = oldTop + (box.scrollHeight - oldHeight);
-  } else if (atBottom || box.dataset.conv !== c.id) {
-    box.scrollTop = box.scrollHeight;
   }
   box.dataset.conv = c.id;
 
@@ -234,7 +236,7 @@ function renderChat(): void {
 
   markRead(c);
   // A short history does not scroll: fetch more until it does or there is no more.
-  if (c.more && !c.loadingOlder && box.scrollHeight <= box.clientHeight + 10) void loadOlder(c);
+  if (hasOlder(c) && !c.loadingOlder && box.scrollHeight <= box.clientHeight + 10) void loadOlder(c);
 }
 
 function bubble(c: Conv, m: MsgFrame): HTMLElement {
@@ -315,7 +317,8 @@ function openConv(id: string): void {
   $('members-toggle').setAttribute('aria-expanded', 'false');
   $('messages').dataset.conv = '';
   if (c.group && !c.gone) void refreshMembers(c);
-  if (c.msgs.size === 0 && c.lastSeq > 0) c.more = true;
+  const held = [...c.msgs.keys()];
+  if (c.floor === 0) c.floor = held.length ? Math.max(1, Math.max(...held) - PAGE + 1) : 1;
   render();
   $('text').focus();
 }
@@ -329,17 +332,34 @@ function markRead(c: Conv): void {
   }
 }
 
+function minHeld(c: Conv): number {
+  let min = c.lastSeq + 1;
+  for (const q of c.msgs.keys()) if (q < min) min = q;
+  return min;
+}
+
+/** Older messages exist: held but not shown yet, or on the server. */
+function hasOlder(c: Conv): boolean {
+  const min = minHeld(c);
+  return c.floor > min || (!c.exhausted && min > 1);
+}
+
+/** Shows one more page of older messages: from memory when held, else `history` (sync before). */
 async function loadOlder(c: Conv): Promise<void> {
-  if (!chat || c.loadingOlder || !c.more) return;
+  if (!chat || c.loadingOlder || !hasOlder(c)) return;
+  const min = minHeld(c);
+  if (c.floor > min) {
+    c.floor = Math.max(min, c.floor - PAGE);
+    render();
+    return;
+  }
   c.loadingOlder = true;
   render();
   try {
-    const held = [...c.msgs.keys()];
-    const oldest = held.length ? Math.min(...held) : c.lastSeq + 1;
-    const page = await chat.history(c.id, { before: Math.max(1, oldest), limit: PAGE });
+    const page = await chat.history(c.id, { before: Math.max(1, min), limit: PAGE });
     for (const m of page.msgs) if (!c.msgs.has(m.seq)) c.msgs.set(m.seq, m);
-    c.more = page.more && page.msgs.length > 0;
-    if (oldest <= 1) c.more = false;
+    if (page.msgs.length > 0) c.floor = Math.min(c.floor, page.msgs[0].seq);
+    if (!page.more || page.msgs.length === 0) c.exhausted = true;
   } catch (e) {
     toast(`could not load older messages: ${e instanceof Error ? e.message : String(e)}`);
   } finally {
@@ -494,7 +514,6 @@ async function signIn(user: string): Promise<void> {
         const c = conv(s.conv);
         c.lastSeq = Math.max(c.lastSeq, s.last_seq);
         c.readSeq = Math.max(c.readSeq, s.read_seq);
-        if (c.msgs.size === 0 && s.last_seq > 0) c.more = true;
         c.gone = false;
       }
       watchPresence();
