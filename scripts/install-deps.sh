@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the servers the integration/cluster/chaos tests start from local binaries:
-# MariaDB, NATS and Redis (Debian packages). Idempotent: does nothing when all are present.
+# MariaDB, NATS and Redis (Debian packages), and Chromium for the web app's browser tests
+# (test/browser). Idempotent: does nothing when all are present.
 # The package-managed services are kept from running: tests start their own instances.
 set -euo pipefail
 
@@ -8,25 +9,25 @@ set -euo pipefail
 export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 
 missing=()
-for bin in mariadbd mariadb-install-db nats-server redis-server; do
+for bin in mariadbd mariadb-install-db nats-server redis-server chromium; do
   command -v "$bin" >/dev/null 2>&1 || missing+=("$bin")
 done
 if [ "${#missing[@]}" -eq 0 ]; then
-  echo "install-deps: mariadbd, mariadb-install-db, nats-server, redis-server present"
+  echo "install-deps: mariadbd, mariadb-install-db, nats-server, redis-server, chromium present"
   exit 0
 fi
-echo "install-deps: missing ${missing[*]}; installing mariadb-server nats-server redis-server"
+echo "install-deps: missing ${missing[*]}; installing mariadb-server nats-server redis-server chromium"
 
 if [ "$(id -u)" -eq 0 ]; then
   SUDO=()
 elif command -v sudo >/dev/null 2>&1; then
   SUDO=(sudo -n)
 else
-  echo "install-deps: not root and no sudo; install mariadb-server nats-server redis-server yourself" >&2
+  echo "install-deps: not root and no sudo; install mariadb-server nats-server redis-server chromium yourself" >&2
   exit 1
 fi
 if ! command -v apt-get >/dev/null 2>&1; then
-  echo "install-deps: no apt-get; install MariaDB (mariadbd, mariadb-install-db), nats-server and redis-server yourself" >&2
+  echo "install-deps: no apt-get; install MariaDB (mariadbd, mariadb-install-db), nats-server, redis-server and chromium yourself" >&2
   exit 1
 fi
 
@@ -50,7 +51,7 @@ trap cleanup EXIT
 
 "${SUDO[@]}" apt-get update -q
 "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-  mariadb-server nats-server redis-server
+  mariadb-server nats-server redis-server chromium
 
 # Belt and braces for init systems that ignore policy-rc.d.
 stop_if_started() { # $1 process name, $2 service name, $3 was it running before
@@ -67,7 +68,7 @@ stop_if_started mariadbd mariadb "$pre_mariadb"
 stop_if_started redis-server redis-server "$pre_redis"
 stop_if_started nats-server nats-server "$pre_nats"
 
-for bin in mariadbd mariadb-install-db nats-server redis-server; do
+for bin in mariadbd mariadb-install-db nats-server redis-server chromium; do
   command -v "$bin" >/dev/null 2>&1 || { echo "install-deps: $bin still missing after install" >&2; exit 1; }
 done
 echo "install-deps: done"
