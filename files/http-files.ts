@@ -164,7 +164,7 @@ export class FilesHttp {
           throw new HttpAnswer('400 Bad Request', `name must be 1-${NAME_MAX} characters without control characters`);
         }
         const mime = mimeHeader.trim() === '' ? 'application/octet-stream' : mimeHeader.trim();
-        if (!MIME_RE.test(mime)) throw new HttpAnswer('400 Bad Request', 'content-type must be a media type (type/subtype)');
+        if (mime.length > 255 || !MIME_RE.test(mime)) throw new HttpAnswer('400 Bad Request', 'content-type must be a media type (type/subtype)');
         if (lengthHeader !== '' && !(/^\d+$/.test(lengthHeader) && Number(lengthHeader) <= maxFileBytes)) throw tooLarge();
         if (aborted || answered) return;
         if (!this.deps.uploads.take(user)) throw new HttpAnswer('429 Too Many Requests', 'too many uploads per minute', { 'retry-after': '60' });
@@ -268,14 +268,23 @@ export class FilesHttp {
           'accept-ranges': 'bytes',
           etag: `"${meta.sha256}"`,
           'cache-control': 'private, max-age=86400',
-          'content-disposition': `inline; filename*=UTF-8''${encodeURIComponent(meta.name)}`,
+          'content-disposition': `inline; filename*=UTF-8''${rfc5987(meta.name)}`,
           // Uploaded bytes are the uploader's: never sniffed, never run as a page of this origin.
           'x-content-type-options': 'nosniff',
           'content-security-policy': "default-src 'none'; sandbox",
         };
         if (range) headers['content-range'] = `bytes ${range.start}-${range.end}/${meta.size}`;
         const total = range ? range.end - range.start + 1 : meta.size;
-        await sendBody(res, range ? '206 Partial Content' : '200 OK', headers, body, total, state);
+        try {
+          await sendBody(res, range ? '206 Partial Content' : '200 OK', headers, body, total, state);
+        } catch (e) {
+          this.deps.log.warn({ err: String(e), file: id }, 'reading a file failed');
+          if (state.aborted) return;
+          if (!(e instanceof BodyStarted)) throw new HttpAnswer('503 Service Unavailable', 'the file store is unavailable, retry later');
+          // Headers (maybe bytes) are out: no other status can follow. The cut connection tells
+          // the client, whose content-length is not met.
+          res.close();
+        }
       } catch (e) {
         if (e instanceof HttpAnswer) return answer(e);
         throw e;
@@ -286,6 +295,11 @@ export class FilesHttp {
 
 async function* emptyBody(): AsyncGenerator<Uint8Array> {
   // no bytes
+}
+
+/** A file name as an RFC 5987 ext-value (after `UTF-8''`): percent-encoded UTF-8, attr-chars kept. */
+function rfc5987(name: string): string {
+  return encodeURIComponent(name).replace(/['()*!]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
 }
 
 /** The token of an `Authorization: Bearer <token>` header, or null. */
@@ -314,6 +328,9 @@ export function parseRange(header: string, size: number): ByteRange | null | 'un
   return { start, end };
 }
 
+/** A body failed after its status line and headers were sent. */
+class BodyStarted extends Error {}
+
 /** Writes status, headers and `total` bytes from `body`, paced by the socket (tryEnd/onWritable). */
 async function sendBody(res: HttpResponse, status: string, headers: Record<string, string>, body: AsyncIterable<Uint8Array>, total: number,
   state: { aborted: boolean; onAbort: Array<() => void> }): Promise<void> {
@@ -331,7 +348,12 @@ async function sendBody(res: HttpResponse, status: string, headers: Record<strin
   const it = body[Symbol.asyncIterator]();
   try {
     for (;;) {
-      const r = await it.next();
+      let r: IteratorResult<Uint8Array>;
+      try {
+        r = await it.next();
+      } catch (e) {
+        throw first ? e : new BodyStarted(String(e));
+      }
       if (state.aborted) return;
       if (r.done) break;
       const chunk = r.value;

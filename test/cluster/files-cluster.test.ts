@@ -2,10 +2,12 @@
  * Files in a cluster of 2 real nodes (NATS with JetStream, MariaDB, Redis): the bytes live in the
  * JetStream object store `im-files`, so a file uploaded on node A downloads on node B (whole and
  * by range), and access granted by a file message sent through B holds on A. Neither node keeps
- * files in its own data directory.
+ * files in its own data directory, and an upload broken off halfway leaves no chunks in the bucket.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
+import { connect as tcpConnect } from 'node:net';
+import { connect as natsConnect } from 'nats';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ChatNodeHandle } from '../harness/chat-node.ts';
@@ -86,5 +88,36 @@ describe('files in a cluster of 2 nodes', () => {
     const d = await download(a, bob, file);
     expect(d.status).toBe(200);
     expect(d.bytes.equals(bytes)).toBe(true);
+  });
+
+  it('an upload broken off halfway leaves no chunks in the object store', async () => {
+    const [a] = nodes;
+    // The bucket exists (earlier uploads created it); count the messages of its stream.
+    const nc = await natsConnect({ servers: servers.nats.url });
+    try {
+      const jsm = await nc.jetstreamManager();
+      const messages = async () => (await jsm.streams.info('OBJ_im-files')).state.messages;
+      const before = await messages();
+      const token = await signTestToken(u('quitter'));
+      const sock = tcpConnect(a.port, '127.0.0.1');
+      sock.on('error', () => undefined);
+      sock.write(`POST /files?name=half HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\nContent-Type: application/octet-stream\r\nContent-Length: ${4 * 1024 * 1024}\r\n\r\n`);
+      sock.write(randomBytes(1024 * 1024));
+      // Some chunks are in the bucket's stream: then the client goes away.
+      const end = Date.now() + 10_000;
+      while ((await messages()) <= before) {
+        if (Date.now() > end) throw new Error('no chunk of the upload reached the object store');
+        await sleep(20);
+      }
+      sock.destroy();
+      const end2 = Date.now() + 10_000;
+      let now = await messages();
+      while (now !== before && Date.now() < end2) { await sleep(50); now = await messages(); }
+      expect(now).toBe(before);
+    } finally {
+      await nc.close();
+    }
+    // The node is fine afterwards.
+    expect((await upload(a, u('quitter'), randomBytes(10))).status).toBe(201);
   });
 });
