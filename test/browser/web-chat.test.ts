@@ -198,6 +198,29 @@ describe('web chat app in Chromium', () => {
     expect(await bob.getByLabel('Message', { exact: true }).isDisabled()).toBe(true);
   });
 
+  it('attaches an image (POST /files) and shows it as a preview on both sides', async () => {
+    await item(alice, 'dm:alice:bob').click();
+    await item(bob, 'dm:alice:bob').click();
+    const attach = alice.getByRole('button', { name: 'Attach a file', exact: true });
+    await expect.poll(() => attach.isEnabled()).toBe(true);
+    // A 2×2 red PNG.
+    const png = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAIAAAACCAIAAAD91JpzAAAAFklEQVR4nGP4z8DAwMDAxMDAwMDAAAANHQEDasKb6QAAAABJRU5ErkJggg==', 'base64');
+    const [chooser] = await Promise.all([alice.waitForEvent('filechooser'), attach.click()]);
+    await chooser.setFiles({ name: 'red.png', mimeType: 'image/png', buffer: png });
+    // Previewed before it goes out, with the typed text as caption.
+    await alice.locator('#attach-preview img[alt="preview of red.png"]').waitFor();
+    await alice.getByLabel('Message', { exact: true }).fill('a red dot');
+    await shot(alice, 'file-preview');
+    await alice.getByRole('button', { name: 'Send the file' }).click();
+    await bubbles(bob, 'a red dot').waitFor();
+    for (const p of [alice, bob]) {
+      const img = p.locator('#messages .msg .file img[alt="red.png"]');
+      await img.waitFor();
+      await expect.poll(() => img.evaluate((e) => (e as HTMLImageElement).naturalWidth)).toBe(2);
+    }
+    await shot(bob, 'file');
+  });
+
   it('a message typed while the node restarts is sent once after reconnecting', async () => {
     await item(alice, 'dm:alice:bob').click();
     await item(bob, 'dm:alice:bob').click();

@@ -111,7 +111,7 @@ function bodyText(m: { body?: unknown; kind?: string; recalled?: true }): string
   if (b && typeof b === 'object') {
     const o = b as { text?: unknown; name?: unknown; caption?: unknown };
     if (typeof o.text === 'string') return o.text;
-    if (m.kind === 'file') return `📎 ${typeof o.name === 'string' ? o.name : 'file'}${typeof o.caption === 'string' ? ` ${o.caption}` : ''}`;
+    if (m.kind === 'file') return `[file] ${typeof o.name === 'string' ? o.name : 'file'}${typeof o.caption === 'string' ? ` ${o.caption}` : ''}`;
   }
   return JSON.stringify(b);
 }
@@ -261,7 +261,7 @@ function pendingBubble(p: Pending): HTMLElement {
   return el('div', { class: `msg mine pending${p.failed ? ' failed' : ''}`, 'data-cmid': p.cmid, role: 'article', 'aria-label': `you, ${label}` },
     el('span', { class: 'text' }, bodyText(p)),
     el('span', { class: 'meta' }, el('time', {}, timeOf(p.ts)),
-      el('span', { class: 'mark', 'data-state': p.failed ? 'failed' : 'pending', 'aria-label': label, title: label }, p.failed ? '!' : '🕓')));
+      el('span', { class: 'mark', 'data-state': p.failed ? 'failed' : 'pending', 'aria-label': label, title: label }, p.failed ? '!' : '…')));
 }
 
 function fileView(body: unknown): HTMLElement | null {
@@ -271,7 +271,7 @@ function fileView(body: unknown): HTMLElement | null {
   const name = typeof b.name === 'string' ? b.name : 'file';
   const box = el('span', { class: 'file' });
   if (typeof b.mime === 'string' && b.mime.startsWith('image/')) box.append(el('img', { src: url, alt: name, loading: 'lazy' }));
-  box.append(el('a', { href: url, download: name }, `📎 ${name}`));
+  box.append(el('a', { href: url, download: name }, name));
   if (typeof b.caption === 'string' && b.caption) box.append(el('span', {}, b.caption));
   return box;
 }
@@ -311,6 +311,7 @@ function toast(text: string): void {
 }
 
 function openConv(id: string): void {
+  if (picked && picked.conv !== id) clearPicked();
   active = id;
   const c = conv(id);
   c.typing.clear();
@@ -467,6 +468,8 @@ const STATE_TEXT: Record<ConnectionState, string> = {
 function onState(s: StateChange): void {
   const conn = $('conn');
   conn.dataset.state = s.state;
+  // Presence is only known while connected; the next login subscribes again.
+  if (s.state !== 'open' && presence.size > 0) { presence.clear(); render(); }
   $('conn-text').textContent = s.state === 'open' && s.node ? `Connected · ${s.node}` : STATE_TEXT[s.state];
   conn.title = s.reason ?? '';
 }
@@ -628,6 +631,8 @@ function wire(): void {
     if (c && $('messages').scrollTop < 80) void loadOlder(c);
   });
   $('attach').addEventListener('click', () => { if (filesEnabled) pickFile(); });
+  $('attach-send').addEventListener('click', () => void act(sendPicked));
+  $('attach-cancel').addEventListener('click', clearPicked);
   document.addEventListener('visibilitychange', () => { const c = active ? convs.get(active) : undefined; if (c) markRead(c); });
 
   const saved = sessionStorage.getItem('actor-im:user');
@@ -637,24 +642,54 @@ function wire(): void {
   }
 }
 
-/** Upload (POST /files) and a `file` message; only offered when the node has /files. */
+/** The file picked for sending, shown with a preview until sent or cancelled. */
+let picked: { file: File; url: string; conv: string } | null = null;
+
+function clearPicked(): void {
+  if (picked) URL.revokeObjectURL(picked.url);
+  picked = null;
+  $('attach-preview').hidden = true;
+  $<HTMLImageElement>('attach-img').removeAttribute('src');
+}
+
+function fmtSize(n: number): string {
+  return n < 1024 ? `${n} B` : n < 1024 * 1024 ? `${(n / 1024).toFixed(1)} KiB` : `${(n / 1024 / 1024).toFixed(1)} MiB`;
+}
+
+/** Picks a file and previews it; `Send file` uploads it (POST /files) and sends a `file` message. */
 function pickFile(): void {
   const input = el('input', { type: 'file' });
   input.addEventListener('change', () => {
     const f = input.files?.[0];
-    if (!f || !chat || !active) return;
-    const id = active;
-    void act(async () => {
-      const token = await fetchToken(me);
-      const r = await fetch(`/files?name=${encodeURIComponent(f.name)}`, {
-        method: 'POST', body: f, headers: { authorization: `Bearer ${token}`, 'content-type': f.type || 'application/octet-stream' },
-      });
-      if (!r.ok) throw new Error(`upload failed: HTTP ${r.status}`);
-      const up = (await r.json()) as { file: string; name: string; size: number; mime: string };
-      await chat!.send({ conv: id }, { file: up.file, name: up.name, size: up.size, mime: up.mime }, { kind: 'file' });
-    });
+    if (!f || !active) return;
+    clearPicked();
+    picked = { file: f, url: URL.createObjectURL(f), conv: active };
+    const img = $<HTMLImageElement>('attach-img');
+    img.hidden = !f.type.startsWith('image/');
+    if (!img.hidden) { img.src = picked.url; img.alt = `preview of ${f.name}`; }
+    $('attach-name').textContent = `${f.name} · ${fmtSize(f.size)}`;
+    $('attach-preview').hidden = false;
+    $('attach-send').focus();
   });
   input.click();
+}
+
+async function sendPicked(): Promise<void> {
+  const p = picked;
+  if (!p || !chat) return;
+  clearPicked();
+  const caption = $<HTMLInputElement>('text').value.trim();
+  $<HTMLInputElement>('text').value = '';
+  const token = await fetchToken(me);
+  const r = await fetch(`/files?name=${encodeURIComponent(p.file.name)}`, {
+    method: 'POST', body: p.file, headers: { authorization: `Bearer ${token}`, 'content-type': p.file.type || 'application/octet-stream' },
+  });
+  if (r.status === 413) throw new Error(`${p.file.name} is too large for this server`);
+  if (!r.ok) throw new Error(`upload failed: HTTP ${r.status}`);
+  const up = (await r.json()) as { file: string; name: string; size: number; mime: string };
+  const body: Record<string, unknown> = { file: up.file, name: up.name, size: up.size, mime: up.mime };
+  if (caption) body.caption = caption;
+  await chat.send({ conv: p.conv }, body, { kind: 'file' });
 }
 
 if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', wire);
