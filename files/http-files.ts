@@ -222,10 +222,10 @@ export class FilesHttp {
     const id = req.getParameter(0) ?? '';
     const token = bearerOf(req.getHeader('authorization')) ?? new URLSearchParams(req.getQuery() ?? '').get('token');
     const rangeHeader = req.getHeader('range');
-    const state = { aborted: false, onAbort: [] as Array<() => void> };
+    const state: DownloadState = { aborted: false, onAbort: null };
     res.onAborted(() => {
       state.aborted = true;
-      for (const f of state.onAbort.splice(0)) f();
+      state.onAbort?.();
     });
     const answer = (a: HttpAnswer) => {
       if (state.aborted) return;
@@ -328,12 +328,15 @@ export function parseRange(header: string, size: number): ByteRange | null | 'un
   return { start, end };
 }
 
+/** A download's response: aborted by the client, and what to wake when it is (the wait for a writable socket). */
+interface DownloadState { aborted: boolean; onAbort: (() => void) | null }
+
 /** A body failed after its status line and headers were sent. */
 class BodyStarted extends Error {}
 
 /** Writes status, headers and `total` bytes from `body`, paced by the socket (tryEnd/onWritable). */
 async function sendBody(res: HttpResponse, status: string, headers: Record<string, string>, body: AsyncIterable<Uint8Array>, total: number,
-  state: { aborted: boolean; onAbort: Array<() => void> }): Promise<void> {
+  state: DownloadState): Promise<void> {
   let first = true;
   const head = () => {
     if (!first) return;
@@ -365,7 +368,7 @@ async function sendBody(res: HttpResponse, status: string, headers: Record<strin
       if (!ok) {
         // The socket is full: the rest of this chunk goes out when it drains.
         const finished = await new Promise<boolean>((resolve) => {
-          state.onAbort.push(() => resolve(false));
+          state.onAbort = () => resolve(false);
           res.onWritable((at) => {
             const [ok2, done2] = res.tryEnd(chunk.subarray(at - offset), total);
             if (done2) resolve(true);
@@ -373,6 +376,7 @@ async function sendBody(res: HttpResponse, status: string, headers: Record<strin
             return ok2;
           });
         });
+        state.onAbort = null;
         if (state.aborted) return;
         if (finished) return;
       }
