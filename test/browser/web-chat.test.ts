@@ -159,7 +159,6 @@ describe('web chat app in Chromium', () => {
     // The newest message is in view.
     const box = alice.locator('#messages');
     expect(await box.evaluate((el) => el.scrollHeight - el.scrollTop - el.clientHeight)).toBeLessThan(60);
-    await shot(alice, 'history');
     for (let i = 0; i < 20 && (await alice.locator('#messages .msg[data-seq="1"]').count()) === 0; i++) {
       await box.evaluate((el) => { el.scrollTop = 0; });
       await alice.waitForTimeout(250);
@@ -218,7 +217,6 @@ describe('web chat app in Chromium', () => {
       await img.waitFor();
       await expect.poll(() => img.evaluate((e) => (e as HTMLImageElement).naturalWidth)).toBe(2);
     }
-    await shot(bob, 'file');
   });
 
   it('a message typed while the node restarts is sent once after reconnecting', async () => {
@@ -247,7 +245,6 @@ describe('web chat app in Chromium', () => {
     const phone = await signIn('carol', { width: 390, height: 800 });
     await item(phone, 'dm:alice:carol').waitFor();
     expect(await phone.locator('#chat').isVisible()).toBe(false);
-    await shot(phone, 'phone-list');
     await item(phone, 'dm:alice:carol').click();
     await bubbles(phone, 'seed 120').waitFor();
     expect(await phone.locator('#sidebar').isVisible()).toBe(false);
