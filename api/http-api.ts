@@ -14,6 +14,7 @@ import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import type { NodeConfig } from '../cluster.config.ts';
 import type { ConversationService } from '../actors/conversation-protocol.ts';
 import type { Logger } from '../core/logger.ts';
+import { FILE_KIND, fileIdOf } from '../files/file-ref.ts';
 import { signToken } from '../gateway/auth.ts';
 import type { RecordStore } from '../persistence/message-store.ts';
 import { ProtocolError, isProtocolError, unavailable, type ErrorCode } from '../protocol/errors.ts';
@@ -29,7 +30,7 @@ export interface ApiDeps {
   keys: ApiKeys;
   log: Logger;
   conversations: ConversationService;
-  store: Pick<RecordStore, 'userConversations'>;
+  store: Pick<RecordStore, 'userConversations' | 'readableFile'>;
   /** Buffered (not yet written) ack cursor, as in the `convs` frame. */
   pendingAck(conv: string, user: string): number;
   users: UserAdmin;
@@ -257,9 +258,19 @@ export class HttpApi {
       if (!parseConvId(b.conv!)) throw bad(`field "conv": "${b.conv!.slice(0, 80)}" is not a conversation id (dm:<a>:<b> with a < b, or g:<group>)`);
       conv = b.conv!;
     }
+    const kind = b.kind ?? 'text';
+    if (kind === FILE_KIND) await this.checkFileRef(b.from, b.body);
     // "@api" is no device: every device of `from` gets the message.
-    const r = await this.deps.conversations.request({ op: 'send', conv, user: b.from, device: s.API_ACTOR, cmid: b.cmid, kind: b.kind ?? 'text', bodyJson: JSON.stringify(b.body) });
+    const r = await this.deps.conversations.request({ op: 'send', conv, user: b.from, device: s.API_ACTOR, cmid: b.cmid, kind, bodyJson: JSON.stringify(b.body) });
     return { conv, seq: r.seq, mid: r.mid, ts: r.ts };
+  }
+
+  /** As for a client send (docs/protocol.md, Files): a "file" message names a file `from` may read. */
+  private async checkFileRef(from: string, body: unknown): Promise<void> {
+    const id = fileIdOf(body);
+    if (id === null) throw bad('field "body": a "file" message needs a body object with "file": the id of an uploaded file');
+    const meta = await this.deps.store.readableFile(id, from).catch(() => { throw unavailable('the message store'); });
+    if (!meta) throw new ProtocolError('forbidden', `file ${id} does not exist or may not be read by ${from}`);
   }
 
   private async history(conv: string, q: Call['query']): Promise<unknown> {

@@ -20,7 +20,7 @@ export interface ServerApiParts {
   config: NodeConfig;
   log: Logger;
   conversations: ConversationService;
-  store: Pick<RecordStore, 'userConversations'>;
+  store: Pick<RecordStore, 'userConversations' | 'readableFile'>;
   pendingAck(conv: string, user: string): number;
   directory: SessionDirectory;
   sessions: SessionManager;

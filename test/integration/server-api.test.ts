@@ -231,6 +231,9 @@ describe('server API: calls', () => {
     expect(await support.next((f) => f.t === 'msg' && f.seq === 2)).toMatchObject({ kind: 'note', body: 'reply', from: u('alice') });
     refused(await call('POST', '/api/v1/messages', { from: u('mallory'), conv: sent.conv, cmid: 'x', body: 1 }), 403, 'forbidden');
     refused(await call('POST', '/api/v1/messages', { from: u('mallory'), conv: `g:nogroup_${tag}`, cmid: 'x', body: 1 }), 404, 'not_found');
+    // A "file" message must name a file the sender may read, as for a client send.
+    refused(await call('POST', '/api/v1/messages', { from: u('support'), to: u('alice'), cmid: 'f1', kind: 'file', body: { text: 'no file' } }), 400, 'bad_request', '"file"');
+    refused(await call('POST', '/api/v1/messages', { from: u('support'), to: u('alice'), cmid: 'f2', kind: 'file', body: { file: 'A'.repeat(22) } }), 403, 'forbidden');
     // History holds exactly the two.
     const h = ok(await call('GET', `/api/v1/conversations/${enc(sent.conv)}/messages`), s.historyAnswer);
     expect(h.msgs.map((m) => m.seq)).toEqual([1, 2]);
