@@ -487,8 +487,8 @@ async function signIn(user: string): Promise<void> {
   await fetchToken(user); // fail early with a readable message
   me = user;
   sessionStorage.setItem('actor-im:user', user);
-  let device = sessionStorage.getItem('actor-im:device');
-  if (!device) { device = `web-${crypto.randomUUID().slice(0, 8)}`; sessionStorage.setItem('actor-im:device', device); }
+  // A device per page load: two tabs of one user (or a duplicated tab) never replace each other.
+  const device = `web-${crypto.randomUUID().slice(0, 8)}`;
   const url = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
   const client = new ChatClient({
     urls: url, token: () => fetchToken(user), device, initialHistory: PAGE, connectWaitMs: Infinity, retryForever: true,
