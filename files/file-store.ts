@@ -85,6 +85,8 @@ export class FsFileStore implements FileStore {
 }
 
 export const FILES_BUCKET = 'im-files';
+/** Chunks (128 KiB each, the object store's default) fetched at a time by a download. */
+const CHUNKS_PER_FETCH = 8;
 
 /** Files in the JetStream object store bucket `im-files` (created when missing). */
 export class NatsFileStore implements FileStore {
@@ -118,50 +120,51 @@ export class NatsFileStore implements FileStore {
     await os.put({ name: id }, rs, { timeout: this.opts.timeoutMs ?? 10_000 });
   }
 
+  /**
+   * Reads the object's chunks with an ordered pull consumer, CHUNKS_PER_FETCH at a time and only
+   * as the caller takes them: a slow download holds about 1 MiB, not the whole object (the
+   * object store's own `get` pushes every chunk at once). A range still reads the chunks before
+   * it (their stream sequences are not known up front) but drops them.
+   */
   async get(id: string, range?: ByteRange): Promise<AsyncIterable<Uint8Array> | null> {
     const os = await this.bucket();
-    const r = await os.get(id);
-    if (!r) return null;
-    return sliceStream(r.data, r.error, range);
+    const info = await os.info(id);
+    if (!info || info.deleted || info.options?.link) return null;
+    return this.read(info.nuid, info.chunks, info.size, range);
+  }
+
+  private async *read(nuid: string, chunks: number, size: number, range?: ByteRange): AsyncGenerator<Uint8Array> {
+    if (size === 0 || chunks === 0) return;
+    const js = this.nc.jetstream({ timeout: this.opts.timeoutMs ?? 10_000 });
+    const consumer = await js.consumers.get(`OBJ_${FILES_BUCKET}`, { filterSubjects: `$O.${FILES_BUCKET}.C.${nuid}` });
+    const last = range ? range.end : size - 1;
+    let got = 0;
+    let pos = 0;
+    try {
+      while (got < chunks) {
+        const batch = await consumer.fetch({ max_messages: Math.min(CHUNKS_PER_FETCH, chunks - got), expires: this.opts.timeoutMs ?? 10_000 });
+        let n = 0;
+        for await (const m of batch) {
+          n++;
+          got++;
+          const data = m.data;
+          const from = pos;
+          pos += data.length;
+          const a = range ? Math.max(0, range.start - from) : 0;
+          const b = Math.min(data.length, last + 1 - from);
+          if (b > a) yield a === 0 && b === data.length ? data : data.subarray(a, b);
+          if (pos > last) return;
+        }
+        if (n === 0) throw new Error(`the object store gave no chunk of ${nuid} within the timeout`);
+      }
+      if (pos !== size) throw new Error(`object ${nuid} has ${pos} bytes in its chunks, its info says ${size}`);
+    } finally {
+      await consumer.delete().catch(() => undefined);
+    }
   }
 
   async delete(id: string): Promise<void> {
     const os = await this.bucket();
     await os.delete(id).catch(() => undefined);
-  }
-}
-
-/**
- * The bytes of a web stream, cut to `range`: the object store reads an object from its start,
- * so the bytes before the range are read and dropped, and reading stops after its end.
- */
-async function* sliceStream(data: ReadableStream<Uint8Array>, error: Promise<Error | null>, range?: ByteRange): AsyncGenerator<Uint8Array> {
-  const reader = data.getReader();
-  let pos = 0;
-  let complete = false;
-  try {
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      const from = pos;
-      pos += value.length;
-      if (!range) {
-        yield value;
-        continue;
-      }
-      if (pos <= range.start) continue;
-      const a = Math.max(0, range.start - from);
-      const b = Math.min(value.length, range.end + 1 - from);
-      if (b > a) yield value.subarray(a, b);
-      if (pos > range.end) break;
-    }
-    complete = true;
-  } finally {
-    if (!complete || range) await reader.cancel().catch(() => undefined);
-    reader.releaseLock();
-  }
-  if (!range) {
-    const e = await error;
-    if (e) throw e;
   }
 }
