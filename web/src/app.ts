@@ -427,7 +427,12 @@ function onMessage(m: MsgFrame): void {
   const c = conv(m.conv);
   c.msgs.set(m.seq, m);
   if (m.from === me) { c.pending.delete(m.cmid); c.readSeq = Math.max(c.readSeq, m.seq); }
-  else c.typing.delete(m.from);
+  else {
+    c.typing.delete(m.from);
+    // Sending moves the sender's own cursors to its message (docs/protocol.md): it has read up to here.
+    c.read[m.from] = Math.max(c.read[m.from] ?? 0, m.seq);
+    c.delivered[m.from] = Math.max(c.delivered[m.from] ?? 0, m.seq);
+  }
   c.lastSeq = Math.max(c.lastSeq, m.seq);
   c.lastTs = Math.max(c.lastTs, m.ts);
   if (!c.group) watchPresence();
