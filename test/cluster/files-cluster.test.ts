@@ -53,8 +53,8 @@ describe('files in a cluster of 2 nodes', () => {
   it('uploaded on node A, downloaded on node B (whole and by range); nothing in the nodes\' data directories', async () => {
     const [a, b] = nodes;
     const alice = u('alice');
-    // Several object-store chunks (128 KiB each).
-    const bytes = randomBytes(700_000);
+    // 12 object-store chunks (128 KiB each): more than one fetch of 8 chunks.
+    const bytes = randomBytes(1_500_000);
     const up = await upload(a, alice, bytes, 'video/mp4');
     expect(up.status).toBe(201);
     expect(up.body).toMatchObject({ size: bytes.length, mime: 'video/mp4', sha256: sha256(bytes) });
@@ -66,6 +66,12 @@ describe('files in a cluster of 2 nodes', () => {
     expect(part.status).toBe(206);
     expect(part.headers.get('content-range')).toBe(`bytes 131000-262999/${bytes.length}`);
     expect(part.bytes.equals(bytes.subarray(131_000, 263_000))).toBe(true);
+    // Across the boundary of the first fetch (chunk 8 starts at 1 MiB).
+    const across = await download(b, alice, up.body.file, 'bytes=1000000-1100000');
+    expect(across.status).toBe(206);
+    expect(across.bytes.equals(bytes.subarray(1_000_000, 1_100_001))).toBe(true);
+    const tail = await download(a, alice, up.body.file, 'bytes=-7');
+    expect(tail.bytes.equals(bytes.subarray(bytes.length - 7))).toBe(true);
     expect((await download(b, alice, up.body.file, `bytes=${bytes.length}-`)).status).toBe(416);
     expect((await download(b, u('stranger'), up.body.file)).status).toBe(404);
     for (const n of nodes) expect(existsSync(join(n.env.IM_DATA_DIR, 'files'))).toBe(false);
