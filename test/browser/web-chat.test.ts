@@ -59,6 +59,8 @@ async function signIn(user: string, viewport = { width: 1100, height: 720 }): Pr
   return page;
 }
 
+/** expect.poll with room for a busy machine (vitest's default is 1 s). */
+const poll = <T>(fn: () => T | Promise<T>) => expect.poll(fn, { timeout: 10_000, interval: 50 });
 const bubbles = (page: Page, text: string) => page.locator('#messages .msg', { hasText: text });
 const item = (page: Page, conv: string) => page.locator(`#conv-list [data-conv="${conv}"]`);
 
@@ -118,11 +120,13 @@ describe('web chat app in Chromium', () => {
 
     // bob: the conversation shows up with its last message and one unread.
     await item(bob, 'dm:alice:bob').waitFor();
-    await expect.poll(() => item(bob, 'dm:alice:bob').textContent()).toContain('hi bob');
-    await expect.poll(() => item(bob, 'dm:alice:bob').locator('.badge').textContent()).toBe('1');
+    await poll(() => item(bob, 'dm:alice:bob').textContent()).toContain('hi bob');
+    await poll(() => item(bob, 'dm:alice:bob').locator('.badge').textContent()).toBe('1');
+    await poll(() => bob.title()).toBe('(1) actor-im chat');
     await item(bob, 'dm:alice:bob').click();
     await bubbles(bob, 'hi bob').waitFor();
     expect(await item(bob, 'dm:alice:bob').locator('.badge').count()).toBe(0);
+    await poll(() => bob.title()).toBe('actor-im chat');
 
     // alice sees it read, and bob online.
     await bubbles(alice, 'hi bob').locator('.mark[data-state="read"]').waitFor();
@@ -130,7 +134,7 @@ describe('web chat app in Chromium', () => {
 
     // bob types: alice sees it; bob answers.
     await bob.getByLabel('Message', { exact: true }).pressSequentially('hey al', { delay: 20 });
-    await expect.poll(() => alice.locator('#typing').textContent()).toContain('bob is typing');
+    await poll(() => alice.locator('#typing').textContent()).toContain('bob is typing');
     await bob.getByLabel('Message', { exact: true }).press('Enter');
     await bubbles(alice, 'hey al').waitFor();
     expect(await bubbles(alice, 'hey al').getAttribute('class')).toContain('theirs');
@@ -149,7 +153,8 @@ describe('web chat app in Chromium', () => {
   });
 
   it('shows the newest of 120 messages, and scrolling up loads the older ones', async () => {
-    await expect.poll(() => item(alice, 'dm:alice:carol').locator('.badge').textContent()).toBe('120');
+    await poll(() => item(alice, 'dm:alice:carol').locator('.badge').textContent()).toBe('120');
+    await alice.bringToFront();
     await item(alice, 'dm:alice:carol').click();
     await bubbles(alice, 'seed 120').waitFor();
     const first = await alice.locator('#messages .msg[data-seq]').count();
@@ -159,9 +164,11 @@ describe('web chat app in Chromium', () => {
     // The newest message is in view.
     const box = alice.locator('#messages');
     expect(await box.evaluate((el) => el.scrollHeight - el.scrollTop - el.clientHeight)).toBeLessThan(60);
+    const shown = alice.locator('#messages .msg[data-seq]');
     for (let i = 0; i < 20 && (await alice.locator('#messages .msg[data-seq="1"]').count()) === 0; i++) {
+      const n = await shown.count();
       await box.evaluate((el) => { el.scrollTop = 0; });
-      await alice.waitForTimeout(250);
+      await poll(() => shown.count()).toBeGreaterThan(n);
     }
     await alice.locator('#messages .msg[data-seq="1"]').waitFor();
     // The older pages came from the server, paging backwards (sync with before).
@@ -170,7 +177,7 @@ describe('web chat app in Chromium', () => {
     expect(pages.length).toBeGreaterThanOrEqual(3);
     const seqs = (await alice.locator('#messages .msg[data-seq]').evaluateAll((els) => els.map((e) => Number((e as HTMLElement).dataset.seq))));
     expect(seqs).toEqual(Array.from({ length: 120 }, (_, i) => i + 1));
-    await expect.poll(() => alice.locator('#messages .history-edge').textContent()).toContain('Beginning');
+    await poll(() => alice.locator('#messages .history-edge').textContent()).toContain('Beginning');
   });
 
   it('groups: create, members with owner, add, leave', async () => {
@@ -182,18 +189,18 @@ describe('web chat app in Chromium', () => {
     await item(bob, 'g:team').waitFor();
     await send(alice, 'welcome to team');
     await alice.getByRole('button', { name: 'Members' }).click();
-    await expect.poll(() => alice.locator('#members-list').textContent()).toMatch(/alice \(you\) · owner.*bob/);
+    await poll(() => alice.locator('#members-list').textContent()).toMatch(/alice \(you\) · owner.*bob/);
     await alice.getByLabel('Add members, comma separated').fill('carol');
     await alice.getByRole('button', { name: 'Add', exact: true }).click();
-    await expect.poll(() => alice.locator('#members-list').textContent()).toContain('carol');
+    await poll(() => alice.locator('#members-list').textContent()).toContain('carol');
     await shot(alice, 'group');
     await item(bob, 'g:team').click();
     await bubbles(bob, 'welcome to team').waitFor();
     bob.once('dialog', (d) => void d.accept());
     await bob.getByRole('button', { name: 'Members' }).click();
     await bob.getByRole('button', { name: 'Leave group' }).click();
-    await expect.poll(() => bob.locator('#chat-sub').textContent()).toContain('no longer a member');
-    await expect.poll(() => alice.locator('#members-list').textContent()).not.toContain('bob');
+    await poll(() => bob.locator('#chat-sub').textContent()).toContain('no longer a member');
+    await poll(() => alice.locator('#members-list').textContent()).not.toContain('bob');
     expect(await bob.getByLabel('Message', { exact: true }).isDisabled()).toBe(true);
   });
 
@@ -201,7 +208,7 @@ describe('web chat app in Chromium', () => {
     await item(alice, 'dm:alice:bob').click();
     await item(bob, 'dm:alice:bob').click();
     const attach = alice.getByRole('button', { name: 'Attach a file', exact: true });
-    await expect.poll(() => attach.isEnabled()).toBe(true);
+    await poll(() => attach.isEnabled()).toBe(true);
     // A 2×2 red PNG.
     const png = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAIAAAACCAIAAAD91JpzAAAAFklEQVR4nGP4z8DAwMDAxMDAwMDAAAANHQEDasKb6QAAAABJRU5ErkJggg==', 'base64');
     const [chooser] = await Promise.all([alice.waitForEvent('filechooser'), attach.click()]);
@@ -215,7 +222,7 @@ describe('web chat app in Chromium', () => {
     for (const p of [alice, bob]) {
       const img = p.locator('#messages .msg .file img[alt="red.png"]');
       await img.waitFor();
-      await expect.poll(() => img.evaluate((e) => (e as HTMLImageElement).naturalWidth)).toBe(2);
+      await poll(() => img.evaluate((e) => (e as HTMLImageElement).naturalWidth)).toBe(2);
     }
   });
 

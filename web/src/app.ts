@@ -138,15 +138,21 @@ let renderQueued = false;
 function render(): void {
   if (renderQueued) return;
   renderQueued = true;
-  requestAnimationFrame(() => {
+  const run = () => {
     renderQueued = false;
     renderList();
     renderChat();
-  });
+  };
+  // Background tabs get no animation frames: keep their list and title current anyway.
+  if (document.visibilityState === 'hidden') setTimeout(run, 0);
+  else requestAnimationFrame(run);
 }
 
 function renderList(): void {
   const list = $('conv-list');
+  let total = 0;
+  for (const c of convs.values()) if (c.id !== active && !c.gone) total += Math.max(0, c.lastSeq - c.readSeq);
+  document.title = total > 0 ? `(${total}) actor-im chat` : 'actor-im chat';
   const items = [...convs.values()].filter((c) => !c.gone || c.id === active).sort((a, b) => b.lastTs - a.lastTs || a.id.localeCompare(b.id));
   $('conv-empty').hidden = items.length > 0;
   list.replaceChildren(...items.map((c) => {
