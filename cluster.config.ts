@@ -14,6 +14,8 @@
 import { z } from 'zod';
 
 export const DEFAULT_JWT_SECRET = 'dev-secret-change-me';
+/** The server API key a node with the development JWT secret accepts while IM_API_KEYS is unset (docs/api.md). */
+export const DEFAULT_API_KEY = 'dev-api-key-change-me';
 
 /** Each entry: env var → description, used for validation errors and the README table. */
 export const configDocs = {
@@ -35,6 +37,8 @@ export const configDocs = {
   IM_RATE_FRAMES: 'Frames of any type per second per socket, ping included (token bucket; burst is twice this); excess gets rate_limited, or is dropped when it has no rid. ack and read are never refused (they are coalesced). Default 200.',
   IM_GROUP_CREATES_PER_MIN: 'group_create calls per minute per user on one node (token bucket; burst is this). Default 20.',
   IM_GROUP_MAX_MEMBERS: 'Most members a group may have; group_create/group_add beyond it get bad_request. Default 5000.',
+  IM_MAX_FILE_BYTES: 'Largest file accepted by POST /files; larger uploads get 413. Default 26214400 (25 MiB).',
+  IM_UPLOADS_PER_MIN: 'File uploads (POST /files) per minute per user on one node (token bucket; burst is this); more get 429. Default 30.',
   IM_BAD_FRAME_LIMIT: 'Bad frames per 10 s tolerated before the socket is closed. Default 20.',
   IM_LOGIN_TIMEOUT_MS: 'A socket that has not logged in within this is closed. Default 10000.',
   IM_COMMIT_MAX_ROWS: 'Most messages in one group commit (one multi-row INSERT). Default 500.',
@@ -47,6 +51,18 @@ export const configDocs = {
   IM_METRICS_TOKEN: 'When set, GET /metrics requires the header "Authorization: Bearer <token>" (401 otherwise). Default unset.',
   IM_METRICS_PORT: 'When set, /metrics is served only on this port (bound to IM_METRICS_HOST) and no longer on the client port. Default unset.',
   IM_METRICS_HOST: 'Address the IM_METRICS_PORT listener binds to. Default 127.0.0.1.',
+  IM_API_KEYS: `Comma-separated keys of the server API (/api/v1/, docs/api.md), each at least 16 characters; several so keys can be rotated. Unset: a node with the development JWT secret accepts "${DEFAULT_API_KEY}", any other node answers 404 under /api/v1/ (the development key is refused when NODE_ENV=production).`,
+  IM_API_PORT: 'When set, the server API (/api/v1/) is served only on this port (bound to IM_API_HOST) and no longer on the client port. Default unset.',
+  IM_API_HOST: 'Address the IM_API_PORT listener binds to. Default 127.0.0.1.',
+  IM_WEBHOOK_URL: 'Events sink: every committed fact is POSTed here in signed batches {"events":[…]} (docs/api.md, Events). Default unset.',
+  IM_WEBHOOK_SECRET: 'HMAC-SHA256 key of the x-im-signature header on webhook and hook requests; required (16+ characters) when IM_WEBHOOK_URL or IM_HOOK_BEFORE_SEND_URL is set.',
+  IM_EVENTS_JETSTREAM: 'Cluster: also publish events to the NATS JetStream stream IM_EVENTS (the NATS server needs JetStream, nats-server -js). Default true when IM_NATS_URL is set.',
+  IM_EVENTS_MAX_AGE_S: 'Max age of events kept in the IM_EVENTS stream when a node creates it. Default 604800 (7 days).',
+  IM_EVENTS_REPLICAS: 'Replicas of the IM_EVENTS stream when a node creates it. Default 1.',
+  IM_EVENTS_DUPLICATE_WINDOW_S: 'Window in which IM_EVENTS drops a redelivered event (same Nats-Msg-Id). Default 600.',
+  IM_HOOK_BEFORE_SEND_URL: 'Before-send hook: asked {"from","conv","kind","body"} before a message gets its seq; answers allow, reject or replace (docs/api.md, Hooks). Default unset.',
+  IM_HOOK_TIMEOUT_MS: 'How long the before-send hook may take. Default 500.',
+  IM_HOOK_FAIL_OPEN: 'true: a hook that fails or times out allows the send; false: the send is refused with unavailable. Default true.',
   IM_LOG_LEVEL: 'pino level: trace, debug, info, warn, error, fatal, silent. Default info.',
   IM_NODE_TTL_MS: 'Cluster: a node missing heartbeats this long is considered dead; its conversations then move (failover time is about this). Default 2000.',
   IM_NODE_HEARTBEAT_MS: 'Cluster: how often a node announces itself on NATS and refreshes its Redis entry. Default 500.',
@@ -76,6 +92,8 @@ const schema = z.object({
   rateFrames: int(1, 10_000_000),
   groupCreatesPerMin: int(1, 1_000_000),
   groupMaxMembers: int(2, 1_000_000),
+  maxFileBytes: int(0, 1024 * 1024 * 1024),
+  uploadsPerMin: int(1, 1_000_000),
   badFrameLimit: int(1, 10_000),
   loginTimeoutMs: int(100, 10 * 60_000),
   commitMaxRows: int(1, 10_000),
@@ -88,6 +106,18 @@ const schema = z.object({
   metricsToken: z.string().min(16, 'IM_METRICS_TOKEN must be at least 16 characters').optional(),
   metricsPort: int(0, 65535).optional(),
   metricsHost: z.string().min(1),
+  apiKeys: z.array(z.string().min(16, 'IM_API_KEYS: every key must be at least 16 characters').max(512)).min(1, 'IM_API_KEYS must hold at least one key').optional(),
+  apiPort: int(0, 65535).optional(),
+  apiHost: z.string().min(1),
+  webhookUrl: z.string().url('IM_WEBHOOK_URL must be a URL').optional(),
+  webhookSecret: z.string().min(16, 'IM_WEBHOOK_SECRET must be at least 16 characters').optional(),
+  eventsJetstream: z.boolean(),
+  eventsMaxAgeS: int(1, 10 * 365 * 24 * 3600),
+  eventsReplicas: int(1, 5),
+  eventsDuplicateWindowS: int(1, 7 * 24 * 3600),
+  hookBeforeSendUrl: z.string().url('IM_HOOK_BEFORE_SEND_URL must be a URL').optional(),
+  hookTimeoutMs: int(10, 60_000),
+  hookFailOpen: z.boolean(),
   logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']),
   nodeTtlMs: int(500, 10 * 60_000),
   nodeHeartbeatMs: int(100, 60_000),
@@ -128,6 +158,8 @@ export function loadConfig(env: Env = process.env, overrides: Partial<NodeConfig
     rateFrames: e('IM_RATE_FRAMES') ?? overrides.rateFrames ?? 200,
     groupCreatesPerMin: e('IM_GROUP_CREATES_PER_MIN') ?? overrides.groupCreatesPerMin ?? 20,
     groupMaxMembers: e('IM_GROUP_MAX_MEMBERS') ?? overrides.groupMaxMembers ?? 5000,
+    maxFileBytes: e('IM_MAX_FILE_BYTES') ?? overrides.maxFileBytes ?? 25 * 1024 * 1024,
+    uploadsPerMin: e('IM_UPLOADS_PER_MIN') ?? overrides.uploadsPerMin ?? 30,
     badFrameLimit: e('IM_BAD_FRAME_LIMIT') ?? overrides.badFrameLimit ?? 20,
     loginTimeoutMs: e('IM_LOGIN_TIMEOUT_MS') ?? overrides.loginTimeoutMs ?? 10_000,
     commitMaxRows: e('IM_COMMIT_MAX_ROWS') ?? overrides.commitMaxRows ?? 500,
@@ -140,6 +172,18 @@ export function loadConfig(env: Env = process.env, overrides: Partial<NodeConfig
     metricsToken: e('IM_METRICS_TOKEN') ?? overrides.metricsToken,
     metricsPort: e('IM_METRICS_PORT') ?? overrides.metricsPort,
     metricsHost: e('IM_METRICS_HOST') ?? overrides.metricsHost ?? '127.0.0.1',
+    apiKeys: e('IM_API_KEYS')?.split(',').map((k) => k.trim()).filter((k) => k !== '') ?? overrides.apiKeys,
+    apiPort: e('IM_API_PORT') ?? overrides.apiPort,
+    apiHost: e('IM_API_HOST') ?? overrides.apiHost ?? '127.0.0.1',
+    webhookUrl: e('IM_WEBHOOK_URL') ?? overrides.webhookUrl,
+    webhookSecret: e('IM_WEBHOOK_SECRET') ?? overrides.webhookSecret,
+    eventsJetstream: bool(e('IM_EVENTS_JETSTREAM'), 'IM_EVENTS_JETSTREAM') ?? overrides.eventsJetstream ?? true,
+    eventsMaxAgeS: e('IM_EVENTS_MAX_AGE_S') ?? overrides.eventsMaxAgeS ?? 7 * 24 * 3600,
+    eventsReplicas: e('IM_EVENTS_REPLICAS') ?? overrides.eventsReplicas ?? 1,
+    eventsDuplicateWindowS: e('IM_EVENTS_DUPLICATE_WINDOW_S') ?? overrides.eventsDuplicateWindowS ?? 600,
+    hookBeforeSendUrl: e('IM_HOOK_BEFORE_SEND_URL') ?? overrides.hookBeforeSendUrl,
+    hookTimeoutMs: e('IM_HOOK_TIMEOUT_MS') ?? overrides.hookTimeoutMs ?? 500,
+    hookFailOpen: bool(e('IM_HOOK_FAIL_OPEN'), 'IM_HOOK_FAIL_OPEN') ?? overrides.hookFailOpen ?? true,
     logLevel: e('IM_LOG_LEVEL') ?? overrides.logLevel ?? 'info',
     nodeTtlMs: e('IM_NODE_TTL_MS') ?? overrides.nodeTtlMs ?? 2000,
     nodeHeartbeatMs: e('IM_NODE_HEARTBEAT_MS') ?? overrides.nodeHeartbeatMs ?? 500,
@@ -154,6 +198,12 @@ export function loadConfig(env: Env = process.env, overrides: Partial<NodeConfig
   if (env.NODE_ENV === 'production' && cfg.jwtSecret === DEFAULT_JWT_SECRET) {
     throw new ConfigError('IM_JWT_SECRET is the default development secret; set a real one when NODE_ENV=production');
   }
+  if (env.NODE_ENV === 'production' && cfg.apiKeys?.includes(DEFAULT_API_KEY)) {
+    throw new ConfigError(`IM_API_KEYS holds the development key "${DEFAULT_API_KEY}"; set real keys when NODE_ENV=production`);
+  }
+  if ((cfg.webhookUrl || cfg.hookBeforeSendUrl) && !cfg.webhookSecret) {
+    throw new ConfigError('IM_WEBHOOK_SECRET is required when IM_WEBHOOK_URL or IM_HOOK_BEFORE_SEND_URL is set (requests are signed with it)');
+  }
   if (cfg.nodeTtlMs < cfg.nodeHeartbeatMs * 2) {
     throw new ConfigError(`IM_NODE_TTL_MS (${cfg.nodeTtlMs}) must be at least twice IM_NODE_HEARTBEAT_MS (${cfg.nodeHeartbeatMs}), or live nodes would flap`);
   }
@@ -161,6 +211,14 @@ export function loadConfig(env: Env = process.env, overrides: Partial<NodeConfig
     throw new ConfigError('a cluster node (IM_NATS_URL set) also needs IM_MYSQL_URL and IM_REDIS_URL');
   }
   return cfg;
+}
+
+/** "true"/"false" (also 1/0, yes/no) from the environment; anything else is a ConfigError naming the variable. */
+function bool(v: string | undefined, name: string): boolean | undefined {
+  if (v === undefined) return undefined;
+  if (/^(true|1|yes)$/i.test(v)) return true;
+  if (/^(false|0|no)$/i.test(v)) return false;
+  throw new ConfigError(`${name} must be true or false, got "${v.slice(0, 40)}"`);
 }
 
 export class ConfigError extends Error {

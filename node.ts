@@ -16,11 +16,14 @@ import { LocalDelivery } from './actors/local-delivery.ts';
 import { PersistencePool } from './actors/persistence-actor.ts';
 import { PresenceService } from './actors/presence-watch.ts';
 import { SessionDirectory, type SessionEntry } from './actors/session-directory.ts';
-import { SessionManager } from './actors/session-manager.ts';
+import { SessionManager, type DeviceAnnouncer } from './actors/session-manager.ts';
+import { startEvents } from './events/node-events.ts';
 import { createActorSystem, type ActorSystem } from './actors/system.ts';
 import type { Connection } from './actors/user-session.ts';
 import type { ClusterRuntime } from './cluster/cluster-runtime.ts';
 import { Gateway } from './gateway/server.ts';
+import { startServerApi } from './api/index.ts';
+import { startFiles } from './files/index.ts';
 import { openStore, type OpenStore } from './persistence/store.ts';
 
 export interface ChatNode {
@@ -57,8 +60,14 @@ export async function startNode(config: NodeConfig, log: Logger = createLogger(c
       cluster = await startClusterRuntime(config, log, (user, device) => sessions?.kickLocal(user, device, 'replaced'));
     }
     const snowflake = new Snowflake(cluster ? cluster.lease.worker : 0);
+    // Events (outbox relay, sinks, before-send hook): on only when configured (docs/api.md).
+    const events = await startEvents({
+      config, log, metrics, store, root, cluster, snowflake,
+      isOnline: cluster ? (u) => cluster!.presence.isOnline(u) : (u) => !directory.devices(u)[Symbol.iterator]().next().done,
+    });
     const persistence = await PersistencePool.start(root, store, log, metrics, {
       writers: config.persistenceWriters, maxRows: config.commitMaxRows, maxDelayMs: config.commitMaxDelayMs, cursorFlushMs: config.cursorFlushMs,
+      onCommitted: events.committed,
     });
     let delivery: Delivery = local;
     if (cluster) {
@@ -76,6 +85,8 @@ export async function startNode(config: NodeConfig, log: Logger = createLogger(c
       moveCursor,
       recallWindowMs: config.recallWindowMs,
       maxGroupMembers: config.groupMaxMembers,
+      beforeSend: events.beforeSend,
+      offlineUsers: events.offlineUsers,
       log,
     }, config.convIdleMs, metrics, log);
     let conversations: ConversationService = registry;
@@ -99,13 +110,19 @@ export async function startNode(config: NodeConfig, log: Logger = createLogger(c
     }, metrics, config.sessionShards);
     const sm = sessions;
     sm.onSessionGone((entry) => presenceWatch.sessionGone(entry));
+    const announcers: DeviceAnnouncer[] = [];
     if (cluster) {
       const presence = cluster.presence;
-      sm.setAnnouncer({
+      announcers.push({
         online: (user, device) => presence.announce(user, device, true),
         offline: (user, device) => { void presence.announce(user, device, false); },
       });
     }
+    if (events.announcer) announcers.push(events.announcer);
+    sm.setAnnouncer({
+      online: async (user, device) => { await Promise.all(announcers.map((a) => a.online(user, device))); },
+      offline: (user, device) => { for (const a of announcers) a.offline(user, device); },
+    });
     if (cluster) {
       // After this node was cut off from NATS, pushes other nodes sent it meanwhile are lost.
       // Once peers have resubscribed too (a few heartbeats), devices here catch up from the record.
@@ -117,6 +134,8 @@ export async function startNode(config: NodeConfig, log: Logger = createLogger(c
       });
     }
 
+    const api = startServerApi({ config, log, conversations, store, pendingAck: (conv, user) => persistence.pendingAck(conv, user), directory, sessions: sm, cluster });
+    const files = await startFiles({ config, log, store, cluster });
     const gateway = new Gateway(config, {
       openSession: (user: string, device: string, conn: Connection, rid: string, stillWanted: () => boolean) => sm.open(user, device, conn, rid, stillWanted),
       closeSession: (entry: SessionEntry) => sm.close(entry),
@@ -126,6 +145,8 @@ export async function startNode(config: NodeConfig, log: Logger = createLogger(c
         return dbUp && (!cluster || cluster.nats.connected);
       },
       metricsText: () => metrics.registry.metrics(),
+      api,
+      files,
     }, log, metrics);
     if (cluster) await cluster.settle();
     const port = await gateway.listen();

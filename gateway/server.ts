@@ -24,7 +24,7 @@ import { AuthError, signToken, verifyToken } from './auth.ts';
 import { DEFAULT_JWT_SECRET } from '../cluster.config.ts';
 import { TokenBucket } from '../core/token-bucket.ts';
 import { timingSafeEqual } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { loadWebApp, type WebApp } from '../web/build.ts';
 import { loadUws, type Engine } from './engine.ts';
 import { NAME_RE } from '../protocol/ids.ts';
 
@@ -43,6 +43,11 @@ export interface GatewayHost {
   metricsText(): Promise<string>;
   /** The server API under /api/v1/ (api/http-api.ts); absent: 404 there. */
   api?: { handle(res: HttpResponse, req: HttpRequest): void | Promise<void> };
+  /** Files (docs/protocol.md, v1.1; files/http-files.ts): POST /files and GET /files/<id>; absent: 404 there. */
+  files?: {
+    upload(res: HttpResponse, req: HttpRequest): void | Promise<void>;
+    download(res: HttpResponse, req: HttpRequest): void | Promise<void>;
+  };
 }
 
 interface SocketState {
@@ -77,7 +82,8 @@ export class Gateway {
   private sweepTimer: NodeJS.Timeout | null = null;
   private accepting = true;
   private readonly uws: ReturnType<typeof loadUws>['uws'];
-  private readonly demoPage = readFileSync(new URL('../web/index.html', import.meta.url), 'utf8');
+  /** The web chat app (web/dist, rebuilt at start when stale): `/` and `/web/<file>`. */
+  private readonly web: WebApp = loadWebApp();
   port = 0;
   /** The port /metrics listens on when IM_METRICS_PORT is set (0 lets the OS pick, as for IM_PORT). */
   metricsPort: number | null = null;
@@ -129,11 +135,24 @@ export class Gateway {
     app.get('/healthz', (res) => this.guarded('healthz', res, () => this.healthz(res)));
     // With IM_METRICS_PORT, /metrics lives only on that (internal) listener.
     if (config.metricsPort === undefined) app.get('/metrics', (res, req) => this.guarded('metrics', res, () => this.metricsEndpoint(res, req.getHeader('authorization'))));
-    app.get('/', (res) => this.guarded('page', res, () => { res.writeHeader('content-type', 'text/html; charset=utf-8').end(this.demoPage); }));
+    if (this.web.note) this.log.warn({ note: this.web.note, source: this.web.source }, 'web app');
+    app.get('/', (res) => this.guarded('page', res, () => this.webFile(res, 'index.html')));
+    app.get('/web/:file', (res, req) => this.guarded('page', res, () => this.webFile(res, req.getParameter(0) ?? '')));
     // The raw query, decoded strictly: uWS's own decoding turns a malformed escape ("%zz") into a byte.
     app.get('/dev/token', (res, req) => this.guarded('dev_token', res, () => this.devToken(res, new URLSearchParams(req.getQuery() ?? '').get('user') ?? '')));
     // With IM_API_PORT, the server API lives only on that (internal) listener.
     if (config.apiPort === undefined) this.apiRoutes(app);
+    app.post('/files', (res, req) => this.guarded('files_upload', res, () => {
+      const files = this.host.files;
+      if (files) return files.upload(res, req);
+      res.writeStatus('404 Not Found').end('not found', true);
+    }));
+    // The query may carry a login token (?token=): nothing here logs the URL.
+    app.get('/files/:id', (res, req) => this.guarded('files_download', res, () => {
+      const files = this.host.files;
+      if (files) return files.download(res, req);
+      res.writeStatus('404 Not Found').end('not found');
+    }));
     app.any('/*', (res) => this.guarded('not_found', res, () => { res.writeStatus('404 Not Found').end('not found'); }));
 
     this.listenSocket = await this.listenOn(app, config.host, config.port);
@@ -156,6 +175,16 @@ export class Gateway {
     this.sweepTimer = setInterval(() => this.sweep(), every);
     this.sweepTimer.unref();
     return this.port;
+  }
+
+  /** A file of the web app (web/dist); 404 for anything else. */
+  private webFile(res: HttpResponse, name: string): void {
+    const f = this.web.files.get(name);
+    if (!f) {
+      res.writeStatus('404 Not Found').end('not found');
+      return;
+    }
+    res.cork(() => res.writeHeader('content-type', f.type).writeHeader('cache-control', 'no-cache').end(f.body));
   }
 
   /** /api/v1/*: every call inside `guarded`, like every other route. */
