@@ -15,8 +15,12 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY package.json package-lock.json ./
-RUN npm ci --omit=dev --no-audit --no-fund \
+# Every dependency first: esbuild (a dev dependency) bundles the web app into web/dist; then the
+# dev dependencies go, so the runtime stage copies production modules only.
+RUN npm ci --no-audit --no-fund \
  && node -e "require('better-sqlite3')(':memory:').close()"
+COPY . .
+RUN npm run build:web && npm prune --omit=dev --no-audit --no-fund
 
 # ---- runtime: node, the installed modules and the sources; no compiler
 FROM node:22-bookworm-slim
@@ -24,6 +28,7 @@ ENV NODE_ENV=production IM_PORT=9001 IM_DATA_DIR=/data
 WORKDIR /app
 COPY --from=build /app/node_modules ./node_modules
 COPY . .
+COPY --from=build /app/web/dist ./web/dist
 # Code stays owned by root (read-only for the node process); only the data directory is writable.
 RUN mkdir -p /data && chown node:node /data
 USER node
