@@ -335,6 +335,18 @@ describe('ChatClient against a fake server', () => {
     await expect(c.connect()).rejects.toMatchObject({ code: 'kicked' });
   });
 
+  it('kicked by an app backend (server API disconnect, e.g. "banned"): stays disconnected', async () => {
+    const a = await fake();
+    const c = client([a.url]);
+    await c.connect();
+    a.sockets[0].push({ t: 'kicked', reason: 'banned' });
+    a.sockets[0].ws.close();
+    await until(() => c.state === 'kicked', 'state kicked');
+    await sleep(150);
+    expect(a.sockets).toHaveLength(1);
+    expect(c.metrics.reconnects).toBe(0);
+  });
+
   it('kicked for shutdown: reconnects to another node', async () => {
     const a = await fake('A');
     const b = await fake('B');

@@ -781,13 +781,16 @@ export class ChatClient {
   }
 
   private onKicked(reason: string): void {
-    if (reason === 'replaced') {
-      // Another login with this device took over; reconnecting would just kick it back.
-      this.terminate('kicked', new ChatError('kicked', 'replaced by another login of this device'), 'replaced');
+    // shutdown / auth_expired: the node closes this socket; move on now (to another node, with a
+    // fresh token) rather than wait for it.
+    if (reason === 'shutdown' || reason === 'auth_expired') {
+      this.lose(`kicked: ${reason}`);
       return;
     }
-    // shutdown / auth_expired: the node closes this socket; move on now rather than wait for it.
-    this.lose(`kicked: ${reason}`);
+    // replaced (another login with this device took over: reconnecting would kick it back), or
+    // an app backend's disconnect (e.g. "banned"): stay disconnected.
+    const why = reason === 'replaced' ? 'replaced by another login of this device' : `disconnected by the server: ${reason}`;
+    this.terminate('kicked', new ChatError('kicked', why), reason);
   }
 
   // ---------------------------------------------------------------- sending
