@@ -13,15 +13,7 @@
 import type { GroupFrame, KickReason, MsgFrame, PresenceFrame, ReceiptFrame, RecalledFrame, ServerFrame, TypingFrame } from './wire.ts';
 
 /** The fields of a stored message that go into its `msg` frame (besides the body). */
-export interface MsgFields {
-  conv: string;
-  seq: number;
-  mid: string;
-  from: string;
-  cmid: string;
-  ts: number;
-  kind: string;
-}
+export type MsgFields = Omit<MsgFrame, 't' | 'body' | 'recalled'>;
 
 const q = JSON.stringify;
 

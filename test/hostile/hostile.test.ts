@@ -32,6 +32,7 @@ import { SignJWT } from 'jose';
 import { ChatClient, type MsgFrame, type ReceiptFrame, type TypingFrame } from '../../client/index.ts';
 import { startChatNode, type ChatNodeHandle } from '../harness/chat-node.ts';
 import { TestClient, signTestToken, type Frame } from '../harness/ws-client.ts';
+import { prng } from '../chaos/chaos-runner.ts';
 
 const SEED = Number(process.env.IM_HOSTILE_SEED ?? Date.now() % 1_000_000);
 const MAX_FRAME = 16 * 1024;
@@ -50,17 +51,6 @@ const short = (v: unknown, n = 240): string => {
   return s.length > n ? `${s.slice(0, n - 3)}...` : s;
 };
 
-/** mulberry32: small, seedable, good enough to pick attacks. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 /** A per-test stream, independent of which other tests ran before it. */
 function rngFor(label: string): () => number {
   let h = 2166136261;
