@@ -1,8 +1,9 @@
 /**
- * Opens the record (MikroORM on MySQL/MariaDB or on an embedded SQLite file) and brings its
- * schema up to date through MikroORM migrations (migrations/index.ts, the only definition of the
- * schema: no entities are registered, every query is SQL). On MySQL, several nodes may start at
- * once: migrations run under a named server lock so exactly one node applies them.
+ * Opens the record (MySQL/MariaDB, or an embedded SQLite file) and brings its schema up to date
+ * through MikroORM migrations (migrations/index.ts, the only definition of the schema: no
+ * entities are registered). MikroORM is then closed: every query runs on the driver itself
+ * (sql.ts). On MySQL, several nodes may start at once: migrations run under a named server lock
+ * so exactly one node applies them.
  */
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -11,11 +12,11 @@ import { Migrator } from '@mikro-orm/migrations';
 import type { AbstractSqlConnection } from '@mikro-orm/knex';
 import type { Dialect } from './dialect.ts';
 import { migrationsFor } from './migrations/index.ts';
+import { MysqlDb, SqliteDb, type SqlDb } from './sql.ts';
 
 export interface Database {
-  orm: MikroORM;
   dialect: Dialect;
-  connection: AbstractSqlConnection;
+  sql: SqlDb;
   close(): Promise<void>;
 }
 
@@ -32,6 +33,19 @@ const MIGRATION_LOCK = 'actor_im_migrations';
 
 export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
   const dialect: Dialect = opts.mysqlUrl ? 'mysql' : 'sqlite';
+  const file = resolve(join(opts.dataDir, 'im.sqlite3'));
+  const orm = await openOrm(opts, dialect, file);
+  try {
+    await migrate(orm, orm.em.getConnection() as AbstractSqlConnection, dialect, opts.migrateTo);
+  } finally {
+    await orm.close(true);
+  }
+  const sql = opts.mysqlUrl ? await MysqlDb.open(opts.mysqlUrl, opts.poolSize ?? 8) : SqliteDb.open(file);
+  return { dialect, sql, close: () => sql.close() };
+}
+
+/** MikroORM on the record, for its migrations only. */
+async function openOrm(opts: DatabaseOptions, dialect: Dialect, file: string): Promise<MikroORM> {
   const common: Partial<Options> = {
     entities: [],
     discovery: { warnWhenNoEntities: false },
@@ -53,24 +67,21 @@ export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
       ...common,
       driver: MySqlDriver,
       clientUrl: opts.mysqlUrl,
-      pool: { min: 1, max: opts.poolSize ?? 8 },
+      pool: { min: 1, max: 2 },
       // Fail fast while the server is down instead of queueing behind a dead pool.
       driverOptions: { connection: { connectTimeout: 5000 } },
     } as Options);
   } else {
     const { BetterSqliteDriver } = await import('@mikro-orm/better-sqlite');
     mkdirSync(opts.dataDir, { recursive: true });
-    orm = await MikroORM.init({ ...common, driver: BetterSqliteDriver, dbName: resolve(join(opts.dataDir, 'im.sqlite3')) } as Options);
-  }
-  const connection = orm.em.getConnection() as AbstractSqlConnection;
-  if (dialect === 'sqlite') {
-    // Durable and concurrent-reader friendly: WAL with a full fsync at every commit.
+    orm = await MikroORM.init({ ...common, driver: BetterSqliteDriver, dbName: file } as Options);
+    const connection = orm.em.getConnection() as AbstractSqlConnection;
+    // Durable and concurrent-reader friendly: WAL with a full fsync at every commit (sql.ts sets the same).
     await connection.execute('PRAGMA journal_mode = WAL');
     await connection.execute('PRAGMA synchronous = FULL');
     await connection.execute('PRAGMA busy_timeout = 5000');
   }
-  await migrate(orm, connection, dialect, opts.migrateTo);
-  return { orm, dialect, connection, close: () => orm.close(true) };
+  return orm;
 }
 
 async function migrate(orm: MikroORM, connection: AbstractSqlConnection, dialect: Dialect, to?: string): Promise<void> {

@@ -1,7 +1,8 @@
 /**
  * Every query the actors make against the record, typed. SQL is written for both dialects at
- * once (portable spellings; the few that differ come from dialect.ts) and goes through
- * MikroORM's connection, so transactions, pooling and driver error mapping are MikroORM's.
+ * once (portable spellings; the few that differ come from dialect.ts) and runs on the driver
+ * through sql.ts (prepared-statement cache on SQLite, a pool on MySQL), which also says what a
+ * driver error means (duplicate key, retryable deadlock).
  *
  * Cost as the record grows: every read of `message` is a seek on one of its keys — the primary
  * key (conversation_id, seq) or uq_message_cmid — that reads only the rows it returns (a
@@ -12,9 +13,9 @@
  * Cursor moves not yet written are not this module's business: cursor-overlay.ts lays them
  * over what these queries return.
  */
-import { DeadlockException, LockWaitTimeoutException, UniqueConstraintViolationException } from '@mikro-orm/core';
 import type { Database } from './database.ts';
 import { insertIgnore, type Dialect } from './dialect.ts';
+import type { Row, SqlDb, SqlRunner } from './sql.ts';
 import { FILE_KIND, fileIdOfJson, type FileMeta } from '../files/file-ref.ts';
 
 /** A message about to be written by a group commit. */
@@ -80,8 +81,6 @@ export interface UserConversation { conv: string; lastSeq: number; ackSeq: numbe
 export interface CursorMove { conv: string; user: string; ack?: number; read?: number }
 
 export interface SentRecord { from: string; cmid: string; seq: number; mid: string; ts: number }
-
-type Row = Record<string, unknown>;
 
 const num = (v: unknown): number => (typeof v === 'number' ? v : Number(v));
 const str = (v: unknown): string => (typeof v === 'string' ? v : String(v));
@@ -149,19 +148,21 @@ export interface RecordStore {
 
 export class MessageStore implements RecordStore {
   private readonly dialect: Dialect;
+  private readonly sql: SqlDb;
   /** The node events are attributed to; null while events are off (no sink: nobody would read them). */
   private eventNode: string | null = null;
 
-  constructor(private readonly db: Database) {
+  constructor(db: Database) {
     this.dialect = db.dialect;
+    this.sql = db.sql;
   }
 
   private all(sql: string, params: unknown[] = []): Promise<Row[]> {
-    return this.db.connection.execute<Row[]>(sql, params, 'all');
+    return this.sql.all(sql, params);
   }
 
-  private run(sql: string, params: unknown[] = []): Promise<unknown> {
-    return this.db.connection.execute(sql, params, 'run');
+  private run(sql: string, params: unknown[] = []): Promise<number> {
+    return this.sql.run(sql, params);
   }
 
   /**
@@ -197,31 +198,27 @@ export class MessageStore implements RecordStore {
     // A deadlock victim was rolled back whole: the same batch can simply run again.
     for (let attempt = 1; ; attempt++) {
       try {
-        await this.db.connection.transactional(async (trx) => {
-          await this.db.connection.execute(sql, params, 'run', trx);
-          if (refs.length > 0) await this.db.connection.execute(refSql, refs, 'run', trx);
-          await this.writeEvents(events, trx);
-        });
+        if (refs.length === 0 && events.length === 0) {
+          // One statement is atomic on its own: one round trip instead of three.
+          await this.sql.run(sql, params);
+        } else {
+          await this.sql.transaction(async (tx) => {
+            await tx.run(sql, params);
+            if (refs.length > 0) await tx.run(refSql, refs);
+            await this.writeEvents(events, tx);
+          });
+        }
         return;
       } catch (e) {
-        if (attempt < 4 && this.isTransient(e)) continue;
+        if (attempt < 4 && this.sql.errorKind(e) === 'transient') continue;
         throw this.classify(e);
       }
     }
   }
 
-  /** Deadlock victim or lock wait timeout: the transaction was rolled back and may be retried. */
-  private isTransient(e: unknown): boolean {
-    if (!(e instanceof Error)) return false;
-    const c = this.db.orm.em.getDriver().convertException(e);
-    return c instanceof DeadlockException || c instanceof LockWaitTimeoutException;
-  }
-
   /** Raw driver errors (SqliteError, mysql2's) become DuplicateKeyError when a unique key refused the write. */
   private classify(e: unknown): unknown {
-    if (!(e instanceof Error)) return e;
-    const converted = e instanceof UniqueConstraintViolationException ? e : this.db.orm.em.getDriver().convertException(e);
-    return converted instanceof UniqueConstraintViolationException ? new DuplicateKeyError(e.message) : e;
+    return this.sql.errorKind(e) === 'duplicate' ? new DuplicateKeyError(e instanceof Error ? e.message : String(e)) : e;
   }
 
   async loadConversation(conv: string): Promise<ConversationRecord | null> {
@@ -245,22 +242,22 @@ export class MessageStore implements RecordStore {
 
   /** Creates a 1:1 conversation and its two members if it does not exist yet (idempotent). */
   async ensureDm(conv: string, a: string, b: string): Promise<void> {
-    await this.db.connection.transactional(async (trx) => {
+    await this.sql.transaction(async (tx) => {
       const ig = insertIgnore(this.dialect);
-      await this.db.connection.execute(`${ig} INTO conversation (id, kind, owner_id) VALUES (?, 'dm', NULL)`, [conv], 'run', trx);
-      await this.db.connection.execute(
+      await tx.run(`${ig} INTO conversation (id, kind, owner_id) VALUES (?, 'dm', NULL)`, [conv]);
+      await tx.run(
         `${ig} INTO conversation_member (conversation_id, user_id, role, ack_seq, read_seq) VALUES (?, ?, 'member', 0, 0), (?, ?, 'member', 0, 0)`,
-        [conv, a, conv, b], 'run', trx);
+        [conv, a, conv, b]);
     });
   }
 
   /** Creates a group; throws DuplicateKeyError when the group id is taken. */
   async createGroup(conv: string, owner: string, members: string[], events: OutboxEvent[] = []): Promise<void> {
     try {
-      await this.db.connection.transactional(async (trx) => {
-        await this.db.connection.execute(`INSERT INTO conversation (id, kind, owner_id) VALUES (?, 'group', ?)`, [conv, owner], 'run', trx);
-        await this.insertMembers(conv, owner, members, trx);
-        await this.writeEvents(events, trx);
+      await this.sql.transaction(async (tx) => {
+        await tx.run(`INSERT INTO conversation (id, kind, owner_id) VALUES (?, 'group', ?)`, [conv, owner]);
+        await this.insertMembers(conv, owner, members, tx);
+        await this.writeEvents(events, tx);
       });
     } catch (e) {
       throw this.classify(e);
@@ -268,10 +265,10 @@ export class MessageStore implements RecordStore {
   }
 
   async addMembers(conv: string, users: string[], events: OutboxEvent[] = []): Promise<void> {
-    await this.withEvents(events, (trx) => this.insertMembers(conv, null, users, trx));
+    await this.withEvents(events, (tx) => this.insertMembers(conv, null, users, tx));
   }
 
-  private async insertMembers(conv: string, owner: string | null, users: string[], trx: unknown): Promise<void> {
+  private async insertMembers(conv: string, owner: string | null, users: string[], tx: SqlRunner): Promise<void> {
     const all = owner ? [{ u: owner, role: 'owner' }, ...users.filter((u) => u !== owner).map((u) => ({ u, role: 'member' }))] : users.map((u) => ({ u, role: 'member' }));
     // Join order (v1.1 group_leave hands the owner role to the longest-standing member): one
     // time for the whole call, so members added together tie and fall back to their user ids.
@@ -280,16 +277,16 @@ export class MessageStore implements RecordStore {
       const chunk = all.slice(i, i + 500);
       const params: unknown[] = [];
       for (const m of chunk) params.push(conv, m.u, m.role, joinedAt);
-      await this.db.connection.execute(
+      await tx.run(
         `${insertIgnore(this.dialect)} INTO conversation_member (conversation_id, user_id, role, ack_seq, read_seq, joined_at) VALUES ${chunk.map(() => '(?, ?, ?, 0, 0, ?)').join(', ')}`,
-        params, 'run', trx as never);
+        params);
     }
   }
 
   async removeMembers(conv: string, users: string[], events: OutboxEvent[] = []): Promise<void> {
     if (users.length === 0) return;
-    await this.withEvents(events, (trx) => this.db.connection.execute(
-      `DELETE FROM conversation_member WHERE conversation_id = ? AND role <> 'owner' AND user_id IN (${users.map(() => '?').join(', ')})`, [conv, ...users], 'run', trx as never));
+    await this.withEvents(events, (tx) => tx.run(
+      `DELETE FROM conversation_member WHERE conversation_id = ? AND role <> 'owner' AND user_id IN (${users.map(() => '?').join(', ')})`, [conv, ...users]));
   }
 
   /**
@@ -335,8 +332,8 @@ export class MessageStore implements RecordStore {
    * (so the name stays taken) with no owner and no members, and its messages stay.
    */
   async leaveGroup(conv: string, user: string): Promise<LeaveResult> {
-    return this.db.connection.transactional(async (trx) => {
-      const x = (sql: string, params: unknown[], method: 'all' | 'run') => this.db.connection.execute(sql, params, method, trx) as Promise<Row[]>;
+    return this.sql.transaction(async (tx) => {
+      const x = async (sql: string, params: unknown[], method: 'all' | 'run'): Promise<Row[]> => (method === 'all' ? tx.all(sql, params) : (await tx.run(sql, params), []));
       const me = await x(`SELECT role FROM conversation_member WHERE conversation_id = ? AND user_id = ?`, [conv, user], 'all');
       if (!me[0]) return { left: false, newOwner: null, ended: false };
       await x(`DELETE FROM conversation_member WHERE conversation_id = ? AND user_id = ?`, [conv, user], 'run');
@@ -388,11 +385,10 @@ export class MessageStore implements RecordStore {
   /** Marks a message recalled and drops its body. Returns false when it was already recalled. */
   async recall(conv: string, seq: number, now: number, events: OutboxEvent[] = []): Promise<boolean> {
     let changed = false;
-    await this.db.connection.transactional(async (trx) => {
-      const r = (await this.db.connection.execute('UPDATE message SET recalled_at = ?, body = NULL WHERE conversation_id = ? AND seq = ? AND recalled_at IS NULL', [now, conv, seq], 'run', trx)) as { affectedRows?: number; changes?: number };
-      changed = (r.affectedRows ?? r.changes ?? 0) > 0;
+    await this.sql.transaction(async (tx) => {
+      changed = (await tx.run('UPDATE message SET recalled_at = ?, body = NULL WHERE conversation_id = ? AND seq = ? AND recalled_at IS NULL', [now, conv, seq])) > 0;
       // Only a recall that happened is a fact: a repeated one writes no event.
-      if (changed) await this.writeEvents(events, trx);
+      if (changed) await this.writeEvents(events, tx);
     });
     return changed;
   }
@@ -436,7 +432,7 @@ export class MessageStore implements RecordStore {
            FROM (VALUES ${chunk.map(() => '(?, ?, ?, ?)').join(', ')}) AS v
            WHERE conversation_member.conversation_id = v.column1 AND conversation_member.user_id = v.column2`;
       if (this.eventNode === null) await this.run(sql, params);
-      else await this.withEvents(events, (trx) => this.db.connection.execute(sql, params, 'run', trx as never));
+      else await this.withEvents(events, (tx) => tx.run(sql, params));
     }
   }
 
@@ -465,24 +461,24 @@ export class MessageStore implements RecordStore {
   }
 
   /** Writes outbox rows inside the caller's transaction; nothing while events are off. */
-  private async writeEvents(events: ReadonlyArray<OutboxEvent & { ts?: number }>, trx: unknown): Promise<void> {
+  private async writeEvents(events: ReadonlyArray<OutboxEvent & { ts?: number }>, tx: SqlRunner): Promise<void> {
     if (this.eventNode === null || events.length === 0) return;
     const now = Date.now();
     for (let i = 0; i < events.length; i += 500) {
       const chunk = events.slice(i, i + 500);
       const params: unknown[] = [];
       for (const e of chunk) params.push(this.eventNode, e.type, e.conv, e.seq ?? null, e.ts ?? now, e.data === undefined ? null : JSON.stringify(e.data));
-      await this.db.connection.execute(
+      await tx.run(
         `INSERT INTO event_outbox (node, type, conv, seq, ts, data) VALUES ${chunk.map(() => '(?, ?, ?, ?, ?, ?)').join(', ')}`,
-        params, 'run', trx as never);
+        params);
     }
   }
 
   /** Runs `write` and the events' outbox rows in one transaction. */
-  private async withEvents(events: readonly OutboxEvent[], write: (trx: unknown) => Promise<unknown>): Promise<void> {
-    await this.db.connection.transactional(async (trx) => {
-      await write(trx);
-      await this.writeEvents(events, trx);
+  private async withEvents(events: readonly OutboxEvent[], write: (tx: SqlRunner) => Promise<unknown>): Promise<void> {
+    await this.sql.transaction(async (tx) => {
+      await write(tx);
+      await this.writeEvents(events, tx);
     });
   }
 

@@ -29,7 +29,7 @@ describe.each(modes)('migrations forward on %s', (mode) => {
   it('opens a 0001 record, keeps its rows and drops only the never-read columns', async () => {
     const opts = { dataDir: dir, mysqlUrl: maria?.url };
     const old = await openDatabase({ ...opts, migrateTo: '0001_initial_schema' });
-    const x = (sql: string, p: unknown[] = []) => old.connection.execute(sql, p, 'run');
+    const x = (sql: string, p: unknown[] = []) => old.sql.run(sql, p);
     await x(`INSERT INTO conversation (id, kind, owner_id, last_seq, created_at) VALUES ('dm:a:b', 'dm', NULL, 2, 100)`);
     await x(`INSERT INTO conversation_member (conversation_id, user_id, role, ack_seq, read_seq, joined_at) VALUES ('dm:a:b', 'a', 'member', 1, 1, 100), ('dm:a:b', 'b', 'member', 0, 0, 100)`);
     await x(`INSERT INTO message (conversation_id, seq, mid, sender_id, cmid, kind, body, created_at) VALUES ('dm:a:b', 1, '11', 'a', 'c1', 'text', '"x"', 5), ('dm:a:b', 2, '12', 'b', 'c2', 'text', '"y"', 6)`);
@@ -38,8 +38,8 @@ describe.each(modes)('migrations forward on %s', (mode) => {
     const db = await openDatabase(opts);
     try {
       const cols = async (t: string) => (mode === 'mariadb'
-        ? (await db.connection.execute<Array<{ c: string }>>('SELECT column_name AS c FROM information_schema.columns WHERE table_schema = DATABASE() AND table_name = ? ORDER BY ordinal_position', [t], 'all')).map((r) => r.c)
-        : (await db.connection.execute<Array<{ name: string }>>(`PRAGMA table_info(${t})`, [], 'all')).map((r) => r.name));
+        ? (await db.sql.all('SELECT column_name AS c FROM information_schema.columns WHERE table_schema = DATABASE() AND table_name = ? ORDER BY ordinal_position', [t])).map((r) => String(r.c))
+        : (await db.sql.all(`PRAGMA table_info(${t})`, [])).map((r) => String(r.name)));
       // 0002 dropped what nothing read (a later migration may bring a column back once something reads it).
       expect(await cols('conversation')).not.toContain('last_seq');
       expect(await cols('conversation')).not.toContain('created_at');
@@ -70,7 +70,7 @@ describe.each(modes)('migrations forward on %s', (mode) => {
       await c.end();
     }
     const old = await openDatabase({ ...opts, migrateTo: '0002_drop_unread_columns' });
-    const x = (sql: string) => old.connection.execute(sql, [], 'run');
+    const x = (sql: string) => old.sql.run(sql, []);
     await x(`INSERT INTO conversation (id, kind, owner_id) VALUES ('g:old', 'group', 'o')`);
     await x(`INSERT INTO conversation_member (conversation_id, user_id, role, ack_seq, read_seq) VALUES ('g:old', 'o', 'owner', 0, 0), ('g:old', 'zed', 'member', 0, 0), ('g:old', 'bea', 'member', 0, 0)`);
     await x(`INSERT INTO message (conversation_id, seq, mid, sender_id, cmid, kind, body, created_at) VALUES ('g:old', 1, '21', 'o', 'c1', 'text', '"x"', 5)`);
@@ -79,7 +79,7 @@ describe.each(modes)('migrations forward on %s', (mode) => {
     const db = await openDatabase(opts);
     try {
       const store = new MessageStore(db);
-      const joined = await db.connection.execute<Array<{ j: number }>>(`SELECT joined_at AS j FROM conversation_member WHERE conversation_id = 'g:old'`, [], 'all');
+      const joined = (await db.sql.all(`SELECT joined_at AS j FROM conversation_member WHERE conversation_id = 'g:old'`, [])) as Array<{ j: number }>;
       expect(joined.map((r) => Number(r.j))).toEqual([0, 0, 0]);
       await store.addMembers('g:old', ['aaron']); // joins now: after the old members despite the smaller id
       expect(await store.leaveGroup('g:old', 'o')).toEqual({ left: true, newOwner: 'bea', ended: false });

@@ -17,6 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase, type Database } from '../../persistence/database.ts';
+import type { SqlRunner } from '../../persistence/sql.ts';
 import { MessageStore, type NewMessage } from '../../persistence/message-store.ts';
 import { startMariaDB, type ServerHandle } from '../harness/servers.ts';
 
@@ -29,17 +30,26 @@ type Captured = { sql: string; params: unknown[] };
 
 /** The store's SELECT/UPDATE statements issued while `fn` runs (they still execute). */
 async function capture(db: Database, fn: () => Promise<unknown>): Promise<Captured[]> {
-  const conn = db.connection as unknown as { execute: (sql: string, params?: unknown[], method?: string, ctx?: unknown) => Promise<unknown> };
-  const real = conn.execute.bind(conn);
   const out: Captured[] = [];
-  conn.execute = (sql, params = [], method, ctx) => {
-    if (/^\s*(SELECT|UPDATE)\b/i.test(sql)) out.push({ sql, params });
-    return real(sql, params, method, ctx);
-  };
+  const note = (sql: string, params: readonly unknown[]) => { if (/^\s*(SELECT|UPDATE)\b/i.test(sql)) out.push({ sql, params: [...params] }); };
+  const watch = (r: SqlRunner): SqlRunner => ({
+    all: (sql, params = []) => { note(sql, params); return r.all(sql, params); },
+    run: (sql, params = []) => { note(sql, params); return r.run(sql, params); },
+  });
+  // The store holds this very object: its methods are shadowed meanwhile, transactions' runners included.
+  const conn = db.sql;
+  const plain = { all: conn.all.bind(conn), run: conn.run.bind(conn), transaction: conn.transaction.bind(conn) };
+  const shadow = conn as unknown as Record<string, unknown>;
+  const watched = watch(plain);
+  shadow.all = watched.all;
+  shadow.run = watched.run;
+  shadow.transaction = <T>(body: (tx: SqlRunner) => Promise<T>) => plain.transaction((tx) => body(watch(tx)));
   try {
     await fn();
   } finally {
-    delete (conn as { execute?: unknown }).execute;
+    delete shadow.all;
+    delete shadow.run;
+    delete shadow.transaction;
   }
   return out;
 }
@@ -143,7 +153,7 @@ describe.each(modes)('store query plans on a 200k-message record, %s', (mode) =>
       for (const { sql, params } of list) {
         const flat = sql.replace(/\s+/g, ' ').trim();
         if (mode === 'sqlite') {
-          const plan = (await db.connection.execute<Array<{ detail: string }>>(`EXPLAIN QUERY PLAN ${sql}`, params, 'all')).map((r) => r.detail);
+          const plan = (await db.sql.all(`EXPLAIN QUERY PLAN ${sql}`, params)).map((r) => String(r.detail));
           const bad = (why: string) => problems.push(`${name}: ${why}\n  sql: ${flat.slice(0, 300)}\n  plan: ${plan.join(' | ')}`);
           for (const line of plan) {
             if (/^SCAN (message|ls|conversation|conversation_member|cm|o|me|file|file_ref|f|r)\b/.test(line)) bad(`scans: ${line}`);
@@ -158,7 +168,7 @@ describe.each(modes)('store query plans on a 200k-message record, %s', (mode) =>
             if (!point && !/\bLIMIT\b/i.test(sql)) bad(`a search that can match a whole conversation has no LIMIT: ${line}`);
           }
         } else {
-          const res = await db.connection.execute<Array<Record<string, unknown>>>(`ANALYZE FORMAT=JSON ${sql}`, params, 'all');
+          const res = await db.sql.all(`ANALYZE FORMAT=JSON ${sql}`, params);
           const json = JSON.parse(String(Object.values(res[0] ?? {})[0])) as unknown;
           const tables = tablesOf(json);
           const bad = (why: string) => problems.push(`${name}: ${why}\n  sql: ${flat.slice(0, 300)}\n  tables: ${JSON.stringify(tables.map((t) => [t.table_name, t.access_type, t.key, t.r_rows]))}`);
@@ -181,11 +191,11 @@ describe.each(modes)('store query plans on a 200k-message record, %s', (mode) =>
     // Guards the guard: the statement that made SQLite slow down as the record grew must fail here.
     const sql = `SELECT conversation_id, MAX(seq) AS m FROM message WHERE conversation_id IN (?, ?) GROUP BY conversation_id`;
     if (mode === 'sqlite') {
-      const plan = (await db.connection.execute<Array<{ detail: string }>>(`EXPLAIN QUERY PLAN ${sql}`, CONVS.slice(0, 2), 'all')).map((r) => r.detail);
+      const plan = (await db.sql.all(`EXPLAIN QUERY PLAN ${sql}`, CONVS.slice(0, 2))).map((r) => String(r.detail));
       expect(plan.some((l) => /^SEARCH message .*\(conversation_id=\?\)$/.test(l))).toBe(true);
       expect(/\bLIMIT\b/.test(sql)).toBe(false);
     } else {
-      const res = await db.connection.execute<Array<Record<string, unknown>>>(`ANALYZE FORMAT=JSON SELECT (SELECT MAX(m.seq) FROM message m WHERE m.conversation_id = v.c) AS s FROM (SELECT ? AS c UNION ALL SELECT ?) v`, CONVS.slice(0, 2), 'all');
+      const res = await db.sql.all(`ANALYZE FORMAT=JSON SELECT (SELECT MAX(m.seq) FROM message m WHERE m.conversation_id = v.c) AS s FROM (SELECT ? AS c UNION ALL SELECT ?) v`, CONVS.slice(0, 2));
       const t = tablesOf(JSON.parse(String(Object.values(res[0] ?? {})[0]))).find((x) => x.table_name === 'm');
       // A correlated MAX(seq) reads every row of the conversation on MariaDB.
       expect(t?.r_rows ?? 0).toBeGreaterThan(300);
