@@ -66,7 +66,7 @@ export async function startNode(config: NodeConfig, log: Logger = createLogger(c
       isOnline: cluster ? (u) => cluster!.presence.isOnline(u) : (u) => !directory.devices(u)[Symbol.iterator]().next().done,
     });
     const persistence = await PersistencePool.start(root, store, log, metrics, {
-      writers: config.persistenceWriters, maxRows: config.commitMaxRows, maxDelayMs: config.commitMaxDelayMs, cursorFlushMs: config.cursorFlushMs,
+      writers: config.persistenceWriters, maxRows: config.commitMaxRows, maxDelayMs: config.commitMaxDelayMs, minIntervalMs: config.commitIntervalMs, cursorFlushMs: config.cursorFlushMs,
       onCommitted: events.committed,
     });
     let delivery: Delivery = local;

@@ -2,6 +2,9 @@
  * Group commit: collects messages from every conversation and writes them as one multi-row
  * INSERT per flush. One flush runs at a time; whatever arrives meanwhile forms the next batch,
  * so the batch grows with load and an idle writer flushes at once (after `maxDelayMs`).
+ * Under load, flushes start at most every `minIntervalMs`: a commit's cost is mostly fixed (the
+ * fsync, the round trip), so pacing them bounds the CPU per message at the price of at most
+ * that much latency; a writer that was idle for longer still flushes at once.
  *
  * Gapless seq depends on two rules here:
  *  - all rows of one conversation go through the same writer, in seq order;
@@ -20,6 +23,15 @@ export interface CommitObserver {
   onError?(err: unknown, rows: number): void;
 }
 
+export interface CommitLimits {
+  /** Most rows in one flush; a queue this long flushes at once. */
+  maxRows: number;
+  /** Wait before an idle writer flushes (0: the next event-loop turn). */
+  maxDelayMs: number;
+  /** Least time between the starts of two flushes (0: none). */
+  minIntervalMs?: number;
+}
+
 interface Pending {
   row: NewMessage;
   resolve(): void;
@@ -31,13 +43,17 @@ export class GroupCommitWriter {
   private flushing = false;
   private timer: NodeJS.Timeout | null = null;
   private idleWaiters: Array<() => void> = [];
+  private readonly maxRows: number;
+  private readonly maxDelayMs: number;
+  private readonly minIntervalMs: number;
+  /** When the last flush started (performance.now()). */
+  private lastStart = -Infinity;
 
-  constructor(
-    private readonly sink: CommitSink,
-    private readonly maxRows: number,
-    private readonly maxDelayMs: number,
-    private readonly observer: CommitObserver = {},
-  ) {}
+  constructor(private readonly sink: CommitSink, limits: CommitLimits, private readonly observer: CommitObserver = {}) {
+    this.maxRows = limits.maxRows;
+    this.maxDelayMs = limits.maxDelayMs;
+    this.minIntervalMs = limits.minIntervalMs ?? 0;
+  }
 
   /** Resolves once the row is durably committed; rejects if its batch failed. */
   write(row: NewMessage): Promise<void> {
@@ -64,7 +80,8 @@ export class GroupCommitWriter {
       void this.flush();
     } else if (!this.timer) {
       const run = () => { this.timer = null; void this.flush(); };
-      this.timer = (this.maxDelayMs > 0 ? setTimeout(run, this.maxDelayMs) : setImmediate(run)) as NodeJS.Timeout;
+      const wait = Math.max(this.maxDelayMs, this.lastStart + this.minIntervalMs - performance.now());
+      this.timer = (wait >= 1 ? setTimeout(run, wait) : setImmediate(run)) as NodeJS.Timeout;
     }
   }
 
@@ -72,12 +89,13 @@ export class GroupCommitWriter {
     if (this.timer) { clearTimeout(this.timer); clearImmediate(this.timer as unknown as NodeJS.Immediate); this.timer = null; }
     if (this.flushing || this.queue.length === 0) return this.settleIdle();
     this.flushing = true;
+    this.lastStart = performance.now();
     const batch = this.queue.splice(0, this.maxRows);
     try {
       await this.commit(batch);
     } finally {
       this.flushing = false;
-      if (this.queue.length > 0) void this.flush();
+      if (this.queue.length > 0) this.schedule();
       else this.settleIdle();
     }
   }

@@ -44,7 +44,7 @@ function makeCore(conv: string, opts: { failWrites?: () => boolean; worker?: num
       if (opts.failWrites?.()) throw new Error('injected store failure');
       await store.insertMessages(rows);
     },
-  }, 500, 0);
+  }, { maxRows: 500, maxDelayMs: 0 });
   const deps: ConversationDeps = {
     store, write: (r) => writer.write(r), delivery, nextMid: () => sf.next(),
     moveCursor: () => undefined, recallWindowMs: 60_000, maxGroupMembers: 5000,

@@ -21,7 +21,7 @@ class RecordingSink implements CommitSink {
 describe('GroupCommitWriter', () => {
   it('commits everything written while a flush runs as one next batch', async () => {
     const sink = new RecordingSink();
-    const w = new GroupCommitWriter(sink, 500, 0);
+    const w = new GroupCommitWriter(sink, { maxRows: 500, maxDelayMs: 0 });
     const first = w.write(row('a', 1));
     await new Promise((r) => setImmediate(r)); // first flush is now in progress
     const rest = Array.from({ length: 50 }, (_, i) => w.write(row('a', i + 2)));
@@ -30,9 +30,31 @@ describe('GroupCommitWriter', () => {
     expect(sink.batches.flat().map((r) => r.seq)).toEqual(Array.from({ length: 51 }, (_, i) => i + 1));
   });
 
+  it('paces commits under load (minIntervalMs) but commits at once after an idle spell', async () => {
+    const sink = new RecordingSink();
+    sink.delayMs = 1;
+    const w = new GroupCommitWriter(sink, { maxRows: 500, maxDelayMs: 0, minIntervalMs: 300 });
+    await w.write(row('a', 1)); // idle writer: committed without waiting for the interval
+    expect(sink.batches).toHaveLength(1);
+    // Written one by one while the interval since the first commit runs: they wait and go together.
+    const rest: Promise<void>[] = [];
+    for (let i = 0; i < 5; i++) {
+      rest.push(w.write(row('a', i + 2)));
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    expect(sink.batches).toHaveLength(1);
+    await Promise.all(rest);
+    expect(sink.batches.map((b) => b.length)).toEqual([1, 5]);
+    // A full batch does not wait for the interval.
+    const full = new GroupCommitWriter(sink, { maxRows: 3, maxDelayMs: 0, minIntervalMs: 60_000 });
+    await full.write(row('b', 1));
+    await Promise.all([1, 2, 3].map((i) => full.write(row('b', i + 1))));
+    expect(sink.batches.slice(2).map((b) => b.length)).toEqual([1, 3]);
+  });
+
   it('never puts more than maxRows in one batch', async () => {
     const sink = new RecordingSink();
-    const w = new GroupCommitWriter(sink, 10, 0);
+    const w = new GroupCommitWriter(sink, { maxRows: 10, maxDelayMs: 0 });
     await Promise.all(Array.from({ length: 35 }, (_, i) => w.write(row('a', i + 1))));
     expect(Math.max(...sink.batches.map((b) => b.length))).toBeLessThanOrEqual(10);
     expect(sink.batches.flat()).toHaveLength(35);
@@ -40,7 +62,7 @@ describe('GroupCommitWriter', () => {
 
   it('fails the queued rows of a failed conversation so nothing commits past a hole', async () => {
     const sink = new RecordingSink();
-    const w = new GroupCommitWriter(sink, 500, 0);
+    const w = new GroupCommitWriter(sink, { maxRows: 500, maxDelayMs: 0 });
     sink.failNext = new Error('db down');
     const p1 = w.write(row('a', 1));
     await new Promise((r) => setImmediate(r));
@@ -54,7 +76,7 @@ describe('GroupCommitWriter', () => {
 
   it('on a duplicate key, commits the other conversations of the batch on their own', async () => {
     const sink = new RecordingSink();
-    const w = new GroupCommitWriter(sink, 500, 0);
+    const w = new GroupCommitWriter(sink, { maxRows: 500, maxDelayMs: 0 });
     sink.failConv = 'stale';
     const results = await Promise.allSettled([w.write(row('ok1', 1)), w.write(row('stale', 7)), w.write(row('ok2', 1))]);
     expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
@@ -64,7 +86,7 @@ describe('GroupCommitWriter', () => {
   it('drain waits for every pending write', async () => {
     const sink = new RecordingSink();
     sink.delayMs = 20;
-    const w = new GroupCommitWriter(sink, 500, 0);
+    const w = new GroupCommitWriter(sink, { maxRows: 500, maxDelayMs: 0 });
     const ps = Array.from({ length: 5 }, (_, i) => w.write(row('a', i + 1)));
     await w.drain();
     expect(sink.batches.flat()).toHaveLength(5);
