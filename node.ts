@@ -9,6 +9,7 @@ import { createLogger, type Logger } from './core/logger.ts';
 import { Metrics } from './core/metrics.ts';
 import { Snowflake } from './core/snowflake.ts';
 import { KeyedRateLimiter } from './core/token-bucket.ts';
+import { SendAdmission } from './core/admission.ts';
 import type { ConversationService } from './actors/conversation-protocol.ts';
 import { ConversationRegistry } from './actors/conversation-registry.ts';
 import type { Delivery } from './actors/delivery.ts';
@@ -46,6 +47,7 @@ export async function startNode(config: NodeConfig, log: Logger = createLogger(c
   let db: OpenStore | null = null;
   let system: ActorSystem | null = null;
   let cluster: ClusterRuntime | null = null;
+  let admission: SendAdmission | null = null;
   try {
     db = await openStore({ mysqlUrl: config.mysqlUrl, dataDir: config.dataDir });
     const store = db.store;
@@ -98,6 +100,7 @@ export async function startNode(config: NodeConfig, log: Logger = createLogger(c
     }
     const groupCreates = new KeyedRateLimiter(config.groupCreatesPerMin / 60, config.groupCreatesPerMin);
     const typings = new KeyedRateLimiter(TYPING_RELAYS_PER_S, 1);
+    admission = new SendAdmission({ maxInflight: config.maxInflightSends, targetMs: config.overloadMs });
     // v1.1 presence_sub: transitions from the cluster's presence replica, or this node's directory.
     const presenceWatch = new PresenceService(directory, store, cluster ? cluster.presence : directory);
     sessions = await SessionManager.start(root, directory, {
@@ -106,6 +109,7 @@ export async function startNode(config: NodeConfig, log: Logger = createLogger(c
       allowGroupCreate: (user) => groupCreates.take(user),
       allowTyping: (user, conv) => typings.take(`${user}\u0000${conv}`),
       presence: presenceWatch,
+      admission,
       nodeId: config.nodeId,
     }, metrics, config.sessionShards);
     const sm = sessions;
@@ -168,6 +172,7 @@ export async function startNode(config: NodeConfig, log: Logger = createLogger(c
           await cluster.stop();
         }
         await system!.destroy().catch(() => undefined);
+        admission?.stop();
         await db!.close();
         log.info('stopped');
       })();
@@ -175,6 +180,7 @@ export async function startNode(config: NodeConfig, log: Logger = createLogger(c
     };
     return { config, port, log, shutdown };
   } catch (e) {
+    admission?.stop();
     await cluster?.stop().catch(() => undefined);
     await system?.destroy().catch(() => undefined);
     await db?.close().catch(() => undefined);

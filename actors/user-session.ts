@@ -12,7 +12,8 @@
  * Limits (every one answers `rate_limited`, never closes the socket): IM_RATE_MSGS sends per
  * second; MAX_INFLIGHT requests awaiting their answer; MAX_SYNCS_INFLIGHT history reads, refused
  * too while the socket holds more than MAX_UNREAD_BYTES its client has not read;
- * IM_GROUP_CREATES_PER_MIN group creations per user. `ack` and `read` are never refused for
+ * IM_GROUP_CREATES_PER_MIN group creations per user. Past the node's capacity (core/admission.ts)
+ * a send is answered `unavailable`, which the client retries. `ack` and `read` are never refused for
  * rate: they are merged per conversation for CURSOR_COALESCE_MS and sent to the conversation
  * as one move, which checks membership and announces receipts only for real forward moves.
  */
@@ -30,6 +31,7 @@ import { FILE_KIND, fileIdOf } from '../files/file-ref.ts';
 import type { MessagePush } from './delivery.ts';
 import type { SelfActor } from './system.ts';
 import type { PresenceAccess } from './presence-watch.ts';
+import type { SendAdmission } from '../core/admission.ts';
 
 /** What a session needs of its socket; the gateway implements it over uWebSockets.js. */
 export interface Connection {
@@ -55,6 +57,8 @@ export interface SessionDeps {
   allowTyping(user: string, conv: string): boolean;
   /** v1.1 presence_sub (absent: answered `unavailable`). */
   presence?: PresenceAccess;
+  /** Node-wide admission of sends: past capacity a send is answered `unavailable`. */
+  admission: SendAdmission;
   nodeId: string;
 }
 
@@ -458,7 +462,17 @@ export class UserSession {
     const kind = f.kind ?? 'text';
     if (kind === FILE_KIND) await this.checkFileRef(f.body);
     const bodyJson = JSON.stringify(f.body);
-    const r = await this.deps.conversations.request({ op: 'send', conv, user: this.user, device: this.device, cmid: f.cmid, kind, bodyJson });
+    const admitted = this.deps.admission.tryBegin();
+    if ('refused' in admitted) {
+      this.deps.metrics.sendsShed.inc();
+      throw new ProtocolError('unavailable', `the node is past its capacity (${admitted.refused}); send again later with the same cmid`);
+    }
+    let r;
+    try {
+      r = await this.deps.conversations.request({ op: 'send', conv, user: this.user, device: this.device, cmid: f.cmid, kind, bodyJson });
+    } finally {
+      this.deps.admission.end(admitted.start);
+    }
     this.out({ t: 'sent', rid: f.rid, conv, cmid: f.cmid, seq: r.seq, mid: r.mid, ts: r.ts });
   }
 

@@ -24,6 +24,7 @@ export class Metrics {
   readonly eventsRetries = new Counter({ name: 'im_events_sink_retries_total', help: 'Event batches sent to a sink again after a failure', labelNames: ['sink'] as const, registers: [this.registry] });
   readonly eventsLag = new Gauge({ name: 'im_events_lag_seconds', help: 'Age of the oldest event not yet relayed (0 when none waits)', registers: [this.registry] });
   readonly hookCalls = new Counter({ name: 'im_hook_calls_total', help: 'Before-send hook calls by outcome', labelNames: ['outcome'] as const, registers: [this.registry] });
+  readonly sendsShed = new Counter({ name: 'im_sends_shed_total', help: 'Sends refused with unavailable because the node was past its capacity (IM_MAX_INFLIGHT_SENDS, IM_OVERLOAD_MS)', registers: [this.registry] });
   readonly activeConversations = new Gauge({ name: 'im_conversations_active', help: 'Conversation actors alive on this node', registers: [this.registry] });
 
   constructor() {

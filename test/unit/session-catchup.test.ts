@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { pino } from 'pino';
+import { SendAdmission } from '../../core/admission.ts';
 import { UserSession, type Connection, type SessionDeps } from '../../actors/user-session.ts';
 import { loadConfig } from '../../cluster.config.ts';
 import { Metrics } from '../../core/metrics.ts';
@@ -41,6 +42,7 @@ it('pushes only what the device misses, once', async () => {
     config: loadConfig({}), log: pino({ level: 'silent' }), metrics: new Metrics(), store,
     conversations: { request: () => Promise.reject(new Error('not used')) },
     pendingAck: () => 0, allowGroupCreate: () => true, allowTyping: () => true, nodeId: 'n',
+    admission: new SendAdmission({ maxInflight: 100, targetMs: 50 }),
   };
   const bea = new UserSession('bea', 'phone', conn, deps);
   await bea.start('r1'); // login: pushes dm:ann:bea 1..2 (above ack 0)
