@@ -5,11 +5,11 @@
  *
  * A send is refused when any of these holds:
  *  - `maxInflight` sends are already accepted and not yet answered (a hard bound on queued work);
- *  - sends are taking too long: the smoothed time from accepting a send to its answer is over
- *    `targetMs` while more than `floor` sends are in flight (the floor keeps one slow commit at
- *    low load from shutting the door, and guarantees completions that bring the average down);
- *  - the event loop is late by more than `targetMs / 2` on average over the last 100 ms: the
- *    process is out of CPU, and frames already wait in socket buffers before they are read.
+ *  - more than `floor` sends are in flight and either the smoothed time from accepting a send to
+ *    its answer is over `targetMs`, or the event loop was late by more than `targetMs` on average
+ *    over the last 100 ms (the process is out of CPU: frames already wait in socket buffers
+ *    before they are read). The floor keeps a slow commit or a busy machine at low load from
+ *    shutting the door, and guarantees completions that bring the average down.
  *
  * Owned by the node; sessions call `tryBegin`/`end` around each send. Not an actor: two counters
  * and a histogram read on a timer, changed synchronously.
@@ -21,7 +21,7 @@ export interface AdmissionLimits {
   maxInflight: number;
   /** Latency (ms) past which the node sheds new sends. */
   targetMs: number;
-  /** Sends in flight below which the latency rule does not refuse. */
+  /** Sends in flight up to which the latency rules do not refuse (default 256). */
   floor?: number;
 }
 
@@ -40,7 +40,7 @@ export class SendAdmission {
   refused = 0;
 
   constructor(private readonly limits: AdmissionLimits) {
-    this.floor = limits.floor ?? 64;
+    this.floor = limits.floor ?? 256;
     this.lag = monitorEventLoopDelay({ resolution: 10 });
     this.lag.enable();
     this.timer = setInterval(() => {
@@ -55,8 +55,9 @@ export class SendAdmission {
   private refusal(): string | null {
     const { maxInflight, targetMs } = this.limits;
     if (this.inflight >= maxInflight) return `${this.inflight} sends are waiting for their commit`;
-    if (this.inflight > this.floor && this.ewmaMs > targetMs) return `sends take ${Math.round(this.ewmaMs)} ms`;
-    if (this.lagMs > targetMs / 2) return `the event loop is ${Math.round(this.lagMs)} ms late`;
+    if (this.inflight <= this.floor) return null;
+    if (this.ewmaMs > targetMs) return `sends take ${Math.round(this.ewmaMs)} ms`;
+    if (this.lagMs > targetMs) return `the event loop is ${Math.round(this.lagMs)} ms late`;
     return null;
   }
 
