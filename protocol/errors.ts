@@ -6,11 +6,18 @@ export const ERROR_CODES = [
 
 export type ErrorCode = (typeof ERROR_CODES)[number];
 
-/** An error meant for the client: its code and message go into an `error` frame as they are. */
+/**
+ * An error meant for the client: its code and message go into an `error` frame as they are.
+ * It is an expected answer, not a bug, so it carries no stack trace: capturing one costs ~2 µs,
+ * and refusals come in floods exactly when the node can least afford it (overload, rate limits).
+ */
 export class ProtocolError extends Error {
   override name = 'ProtocolError';
   constructor(readonly code: ErrorCode, message: string) {
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
     super(message);
+    Error.stackTraceLimit = limit;
   }
 }
 
