@@ -8,7 +8,7 @@ import { modeOf, type NodeConfig } from './cluster.config.ts';
 import { createLogger, type Logger } from './core/logger.ts';
 import { Metrics } from './core/metrics.ts';
 import { Snowflake } from './core/snowflake.ts';
-import { KeyedRateLimiter } from './core/token-bucket.ts';
+import { UserLimits } from './core/token-bucket.ts';
 import { SendAdmission } from './core/admission.ts';
 import type { ConversationService } from './actors/conversation-protocol.ts';
 import { ConversationRegistry } from './actors/conversation-registry.ts';
@@ -78,17 +78,16 @@ export async function startNode(config: NodeConfig, log: Logger = createLogger(c
       cd.listen();
       delivery = cd;
     }
-    const moveCursor = (conv: string, user: string, ack?: number, read?: number) => persistence.cursors.move(conv, user, ack, read);
     const registry = await ConversationRegistry.start(root, {
       store,
-      write: (row) => persistence.write(row),
+      writer: persistence,
       delivery,
-      nextMid: () => snowflake.next(),
-      moveCursor,
+      mids: snowflake,
+      cursors: persistence.cursors,
       recallWindowMs: config.recallWindowMs,
       maxGroupMembers: config.groupMaxMembers,
       beforeSend: events.beforeSend,
-      offlineUsers: events.offlineUsers,
+      offline: events.offline,
       log,
     }, config.convIdleMs, metrics, log);
     let conversations: ConversationService = registry;
@@ -98,16 +97,13 @@ export async function startNode(config: NodeConfig, log: Logger = createLogger(c
       cc.listen();
       conversations = cc;
     }
-    const groupCreates = new KeyedRateLimiter(config.groupCreatesPerMin / 60, config.groupCreatesPerMin);
-    const typings = new KeyedRateLimiter(TYPING_RELAYS_PER_S, 1);
     admission = new SendAdmission({ maxInflight: config.maxInflightSends, targetMs: config.overloadMs });
     // v1.1 presence_sub: transitions from the cluster's presence replica, or this node's directory.
     const presenceWatch = new PresenceService(directory, store, cluster ? cluster.presence : directory);
     sessions = await SessionManager.start(root, directory, {
       config, log, metrics, store, conversations,
-      pendingAck: (conv, user) => persistence.pendingAck(conv, user),
-      allowGroupCreate: (user) => groupCreates.take(user),
-      allowTyping: (user, conv) => typings.take(`${user}\u0000${conv}`),
+      pending: persistence,
+      limits: new UserLimits(config.groupCreatesPerMin, TYPING_RELAYS_PER_S),
       presence: presenceWatch,
       admission,
       nodeId: config.nodeId,
@@ -138,7 +134,7 @@ export async function startNode(config: NodeConfig, log: Logger = createLogger(c
       });
     }
 
-    const api = startServerApi({ config, log, conversations, store, pendingAck: (conv, user) => persistence.pendingAck(conv, user), directory, sessions: sm, cluster });
+    const api = startServerApi({ config, log, conversations, store, directory, sessions: sm, cluster });
     const files = await startFiles({ config, log, store, cluster });
     const gateway = new Gateway(config, {
       openSession: (user: string, device: string, conn: Connection, rid: string, stillWanted: () => boolean) => sm.open(user, device, conn, rid, stillWanted),

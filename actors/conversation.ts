@@ -35,21 +35,41 @@ import type { Logger } from '../core/logger.ts';
 import type { SelfActor } from './system.ts';
 import type { BeforeSend } from '../events/before-send-hook.ts';
 
+/** Commits messages: the node's Persistence actors (actors/persistence-actor.ts). */
+export interface MessageWriter {
+  /** Commits one message in its conversation's group-commit writer; resolves once it is durable. */
+  write(row: NewMessage): Promise<void>;
+}
+
+/** Hands out message ids (core/snowflake.ts). */
+export interface IdSource {
+  next(): string;
+}
+
+/** Takes members' delivery/read cursor moves; they are coalesced and written lazily (persistence/cursor-buffer.ts). */
+export interface CursorMoves {
+  move(conv: string, user: string, ack?: number, read?: number): void;
+}
+
+/** With events on: which users have no online device anywhere (for `push.needed`). */
+export interface OfflineLookup {
+  offlineUsers(users: readonly string[]): string[];
+}
+
+/** The node's services a conversation uses; none of them holds conversation state. */
 export interface ConversationDeps {
   store: RecordStore;
-  /** Commits one message in this conversation's group-commit writer. */
-  write(row: NewMessage): Promise<void>;
+  writer: MessageWriter;
   delivery: Delivery;
-  nextMid(): string;
-  /** Moves a member's delivery/read cursors (coalesced, written lazily). */
-  moveCursor(conv: string, user: string, ack?: number, read?: number): void;
+  mids: IdSource;
+  cursors: CursorMoves;
   recallWindowMs: number;
   /** Most members a group may have (IM_GROUP_MAX_MEMBERS). */
   maxGroupMembers: number;
   /** The before-send hook (IM_HOOK_BEFORE_SEND_URL), when one is configured. */
   beforeSend?: BeforeSend;
-  /** With events on: which of these users have no online device anywhere (for `push.needed`). */
-  offlineUsers?: (users: readonly string[]) => string[];
+  /** With events on: who is offline, for `push.needed`. */
+  offline?: OfflineLookup;
   log: Logger;
   now?: () => number;
 }
@@ -290,10 +310,10 @@ export class ConversationCore {
     const { req } = job;
     const seq = ++this.lastSeq;
     job.seq = seq;
-    const row: NewMessage = { conv: this.id, seq, mid: this.deps.nextMid(), from: req.user, cmid: req.cmid, kind: req.kind, bodyJson: req.bodyJson, ts: this.now() };
-    if (this.deps.offlineUsers) row.pushUsers = this.deps.offlineUsers(this.memberList.filter((u) => u !== req.user));
+    const row: NewMessage = { conv: this.id, seq, mid: this.deps.mids.next(), from: req.user, cmid: req.cmid, kind: req.kind, bodyJson: req.bodyJson, ts: this.now() };
+    if (this.deps.offline) row.pushUsers = this.deps.offline.offlineUsers(this.memberList.filter((u) => u !== req.user));
     this.writing++;
-    this.deps.write(row).then(
+    this.deps.writer.write(row).then(
       () => {
         this.writing--;
         const result: SendResult = { seq, mid: row.mid, ts: row.ts };
@@ -317,7 +337,7 @@ export class ConversationCore {
 
   private afterCommit(row: NewMessage, device: string): void {
     // Sending moves the sender's own cursors to the message.
-    this.deps.moveCursor(this.id, row.from, row.seq, row.seq);
+    this.deps.cursors.move(this.id, row.from, row.seq, row.seq);
     if (row.seq > (this.readCursors.get(row.from) ?? 0)) this.readCursors.set(row.from, row.seq);
     const json = msgJson(row);
     this.deps.delivery.message(this.memberList, { conv: this.id, seq: row.seq, json }, { user: row.from, device });
@@ -422,7 +442,7 @@ export class ConversationCore {
     if (!ackMoved && !readMoved) return {};
     if (ackMoved) this.ackCursors.set(user, ackTo);
     if (readMoved) this.readCursors.set(user, readTo);
-    this.deps.moveCursor(this.id, user, ackMoved ? ackTo : undefined, readMoved ? readTo : undefined);
+    this.deps.cursors.move(this.id, user, ackMoved ? ackTo : undefined, readMoved ? readTo : undefined);
     if (ackMoved && this.parsed.kind === 'dm') {
       const other = this.parsed.a === user ? this.parsed.b : this.parsed.a;
       this.deps.delivery.event([other], encodeReceipt({ conv: this.id, user, delivered: ackTo }));

@@ -23,6 +23,8 @@ import type { CursorOverlayStore } from '../persistence/cursor-overlay.ts';
 import { GroupCommitWriter, type CommitLimits, type CommitObserver, type CommitSink } from '../persistence/group-commit.ts';
 import type { NewMessage } from '../persistence/message-store.ts';
 import { spawn, type ActorRef, type ParentActor, type SelfActor } from './system.ts';
+import type { MessageWriter } from './conversation.ts';
+import type { PendingAcks } from './user-session.ts';
 
 interface WriterParams { sink: CommitSink; limits: CommitLimits; observer: CommitObserver }
 
@@ -52,13 +54,8 @@ export interface PersistenceOptions extends CommitLimits {
   onCommitted?: () => void;
 }
 
-/** Where a conversation's rows go: the node's Persistence actors, picked by conversation. */
-export interface MessageWriter {
-  /** Commits one message in its conversation's writer; resolves once it is durable. */
-  write(row: NewMessage): Promise<void>;
-}
-
-export class PersistencePool implements MessageWriter {
+/** The node's Persistence actors (a conversation's rows always go to the same one) and its cursor buffer. */
+export class PersistencePool implements MessageWriter, PendingAcks {
   private readonly refs: ActorRef[] = [];
   readonly cursors: CursorBuffer;
 

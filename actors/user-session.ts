@@ -43,18 +43,29 @@ export interface Connection {
   buffered(): number;
 }
 
+/** Cursor moves taken but not yet written (the persistence layer's cursor buffer). */
+export interface PendingAcks {
+  /** The buffered ack cursor of (conv, user), 0 when none: a quick re-login does not redeliver. */
+  pendingAck(conv: string, user: string): number;
+}
+
+/** Limits shared by all of a user's sessions on this node (core/token-bucket.ts UserLimits). */
+export interface SharedUserLimits {
+  /** Takes one of the user's group creations (IM_GROUP_CREATES_PER_MIN). */
+  groupCreate(user: string): boolean;
+  /** Whether the user's `typing` in `conv` may be relayed now (twice a second). */
+  typing(user: string, conv: string): boolean;
+}
+
 export interface SessionDeps {
   config: NodeConfig;
   log: Logger;
   metrics: Metrics;
   store: RecordStore;
   conversations: ConversationService;
-  /** Buffered (not yet written) ack cursor of this user, so a quick re-login does not redeliver. */
-  pendingAck(conv: string, user: string): number;
-  /** Takes one of the user's group creations (IM_GROUP_CREATES_PER_MIN, shared by the user's sessions on this node). */
-  allowGroupCreate(user: string): boolean;
-  /** Whether the user's `typing` in `conv` may be relayed now (twice a second, shared by the user's sessions on this node). */
-  allowTyping(user: string, conv: string): boolean;
+  /** Ack cursors not yet written: the backlog starts above them. */
+  pending: PendingAcks;
+  limits: SharedUserLimits;
   /** v1.1 presence_sub (absent: answered `unavailable`). */
   presence?: PresenceAccess;
   /** Node-wide admission of sends: past capacity a send is answered `unavailable`. */
@@ -179,7 +190,8 @@ export class UserSession {
       this.dispose();
       return;
     }
-    const todo = convs.filter((c) => c.lastSeq > Math.max(c.ackSeq, this.deps.pendingAck(c.conv, this.user)));
+    // userConversations (the overlay store) already counts cursor moves not yet written.
+    const todo = convs.filter((c) => c.lastSeq > c.ackSeq);
     if (todo.length > 0) this.held = new Map(todo.map((c) => [c.conv, []]));
     this.out({ t: 'login_ok', rid, user: this.user, device: this.device, node: this.deps.nodeId, heartbeat_ms: config.heartbeatMs });
     // Live pushes that came before login_ok: into `held` for conversations whose backlog is
@@ -199,7 +211,8 @@ export class UserSession {
     const { config, store } = this.deps;
     for (const c of todo) {
       if (this.closed) return;
-      const after = Math.max(c.ackSeq, this.deps.pendingAck(c.conv, this.user));
+      // Acks taken since the list was read (another device of the user) count too.
+      const after = Math.max(c.ackSeq, this.deps.pending.pendingAck(c.conv, this.user));
       try {
         const rows = await store.history(c.conv, after, config.loginPushMax);
         for (const r of rows) {
@@ -372,7 +385,7 @@ export class UserSession {
       case 'typing': {
         const conv = this.conv(f.conv);
         // Over the relay rate a typing frame is dropped here: it never costs the conversation a request.
-        if (this.deps.allowTyping(this.user, conv)) await svc.request({ op: 'typing', conv, user: this.user });
+        if (this.deps.limits.typing(this.user, conv)) await svc.request({ op: 'typing', conv, user: this.user });
         return;
       }
       case 'sync': {
@@ -391,7 +404,7 @@ export class UserSession {
       case 'convs': {
         this.checkUnread();
         const list = await this.deps.store.userConversations(this.user).catch(() => { throw unavailable('the message store'); });
-        this.out({ t: 'convs', rid: f.rid, convs: list.map((c) => ({ conv: c.conv, last_seq: c.lastSeq, ack_seq: Math.max(c.ackSeq, this.deps.pendingAck(c.conv, this.user)), read_seq: c.readSeq })) });
+        this.out({ t: 'convs', rid: f.rid, convs: list.map((c) => ({ conv: c.conv, last_seq: c.lastSeq, ack_seq: c.ackSeq, read_seq: c.readSeq })) });
         return;
       }
       case 'recall':
@@ -400,7 +413,7 @@ export class UserSession {
         return;
       case 'group_create': {
         const conv = groupConvId(f.group);
-        if (!this.deps.allowGroupCreate(this.user)) throw new ProtocolError('rate_limited', `more than ${this.deps.config.groupCreatesPerMin} group creations per minute`);
+        if (!this.deps.limits.groupCreate(this.user)) throw new ProtocolError('rate_limited', `more than ${this.deps.config.groupCreatesPerMin} group creations per minute`);
         await svc.request({ op: 'group_create', conv, user: this.user, members: unique(f.members) });
         this.out({ t: 'ok', rid: f.rid, conv });
         return;

@@ -30,9 +30,8 @@ export interface ApiDeps {
   keys: ApiKeys;
   log: Logger;
   conversations: ConversationService;
+  /** Cursors read through it include moves not yet written (persistence/cursor-overlay.ts), as in the `convs` frame. */
   store: Pick<RecordStore, 'userConversations' | 'readableFile'>;
-  /** Buffered (not yet written) ack cursor, as in the `convs` frame. */
-  pendingAck(conv: string, user: string): number;
   users: UserAdmin;
 }
 
@@ -89,7 +88,7 @@ export class HttpApi {
       getUserConversations: async (c) => {
         const user = c.params.user!;
         const list = await this.deps.store.userConversations(user).catch(() => { throw unavailable('the message store'); });
-        return { convs: list.map((x) => ({ conv: x.conv, last_seq: x.lastSeq, ack_seq: Math.max(x.ackSeq, this.deps.pendingAck(x.conv, user)), read_seq: x.readSeq })) };
+        return { convs: list.map((x) => ({ conv: x.conv, last_seq: x.lastSeq, ack_seq: x.ackSeq, read_seq: x.readSeq })) };
       },
       getPresence: (c) => {
         const user = c.params.user!;

@@ -20,8 +20,8 @@ export interface ServerApiParts {
   config: NodeConfig;
   log: Logger;
   conversations: ConversationService;
+  /** The record behind the pending-cursor overlay: cursors read include moves not yet written. */
   store: Pick<RecordStore, 'userConversations' | 'readableFile'>;
-  pendingAck(conv: string, user: string): number;
   directory: SessionDirectory;
   sessions: SessionManager;
   cluster: ClusterRuntime | null;
@@ -36,6 +36,6 @@ export function startServerApi(p: ServerApiParts): HttpApi {
     users = cu;
   }
   return new HttpApi({
-    config: p.config, keys: apiKeysOf(p.config), log: p.log, conversations: p.conversations, store: p.store, pendingAck: p.pendingAck, users,
+    config: p.config, keys: apiKeysOf(p.config), log: p.log, conversations: p.conversations, store: p.store, users,
   });
 }

@@ -56,3 +56,25 @@ export class KeyedRateLimiter {
     }
   }
 }
+
+/**
+ * The limits shared by every session of a user on this node: group creations per minute, and
+ * `typing` relays per second per conversation. One keyed limiter each, bounded in memory.
+ */
+export class UserLimits {
+  private readonly groupCreates: KeyedRateLimiter;
+  private readonly typings: KeyedRateLimiter;
+
+  constructor(groupCreatesPerMin: number, typingPerSecond: number) {
+    this.groupCreates = new KeyedRateLimiter(groupCreatesPerMin / 60, groupCreatesPerMin);
+    this.typings = new KeyedRateLimiter(typingPerSecond, 1);
+  }
+
+  groupCreate(user: string): boolean {
+    return this.groupCreates.take(user);
+  }
+
+  typing(user: string, conv: string): boolean {
+    return this.typings.take(`${user}\u0000${conv}`);
+  }
+}

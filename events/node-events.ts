@@ -17,10 +17,11 @@ import { beforeSendHook, type BeforeSend } from './before-send-hook.ts';
 import { EventRelayActor, type EventSink, type RelayParams, type RelayedEvent } from './event-relay.ts';
 import { JetStreamSink } from './jetstream-sink.ts';
 import { WebhookSink } from './webhook-sink.ts';
+import type { OfflineLookup } from '../actors/conversation.ts';
 
 export interface NodeEvents {
   /** Set when events are on: members other than the sender with no online device, for push.needed. */
-  offlineUsers?: (users: readonly string[]) => string[];
+  offline?: OfflineLookup;
   beforeSend?: BeforeSend;
   /** user.online / user.offline, when events are on. */
   announcer?: DeviceAnnouncer;
@@ -77,7 +78,7 @@ export async function startEvents(d: EventsDeps): Promise<NodeEvents> {
   };
   return {
     beforeSend,
-    offlineUsers: (users) => users.filter((u) => !d.isOnline(u)),
+    offline: { offlineUsers: (users) => users.filter((u) => !d.isOnline(u)) },
     announcer: {
       online: async (user, device) => presenceEvent('user.online', user, device),
       offline: (user, device) => presenceEvent('user.offline', user, device),

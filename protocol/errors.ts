@@ -6,6 +6,9 @@ export const ERROR_CODES = [
 
 export type ErrorCode = (typeof ERROR_CODES)[number];
 
+/** `stackTraceLimit` is V8's (Node, Chromium); this module is also bundled into the browser SDK. */
+const V8Error = Error as ErrorConstructor & { stackTraceLimit?: number };
+
 /**
  * An error meant for the client: its code and message go into an `error` frame as they are.
  * It is an expected answer, not a bug, so it carries no stack trace: capturing one costs ~2 µs,
@@ -14,10 +17,10 @@ export type ErrorCode = (typeof ERROR_CODES)[number];
 export class ProtocolError extends Error {
   override name = 'ProtocolError';
   constructor(readonly code: ErrorCode, message: string) {
-    const limit = Error.stackTraceLimit;
-    Error.stackTraceLimit = 0;
+    const limit = V8Error.stackTraceLimit;
+    V8Error.stackTraceLimit = 0;
     super(message);
-    Error.stackTraceLimit = limit;
+    V8Error.stackTraceLimit = limit;
   }
 }
 

@@ -70,6 +70,11 @@ export async function startChatNode(opts: ChatNodeOptions = {}): Promise<ChatNod
     IM_DATA_DIR: dataDir,
     IM_JWT_SECRET: 'test-secret',
     IM_LOG_LEVEL: 'warn',
+    // Under vitest many nodes share one busy machine, where slow answers say nothing about a
+    // node's capacity: latency-based shedding is off unless a test sets it (overload.test.ts).
+    ...(process.env.VITEST ? { IM_OVERLOAD_MS: '60000' } : {}),
+    // IM_TEST_NODE_ENV="IM_X=1 IM_Y=2" adds settings to every spawned node (benchmark experiments).
+    ...Object.fromEntries((process.env.IM_TEST_NODE_ENV ?? '').split(/\s+/).filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)])),
     ...opts.env,
   };
   // Inherit PATH etc., but no stray IM_* settings from the developer's shell.

@@ -20,7 +20,7 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 let node: ChatNodeHandle;
 
 beforeAll(async () => {
-  node = await startChatNode({ env: { IM_JWT_SECRET: SECRET, IM_METRICS_TOKEN: METRICS_TOKEN, IM_RATE_MSGS: '2000' } });
+  node = await startChatNode({ env: { IM_JWT_SECRET: SECRET, IM_METRICS_TOKEN: METRICS_TOKEN, IM_RATE_MSGS: '2000', IM_MAX_INFLIGHT_SENDS: '100000' } });
 });
 
 afterAll(async () => {

@@ -46,8 +46,8 @@ function makeCore(conv: string, opts: { failWrites?: () => boolean; worker?: num
     },
   }, { maxRows: 500, maxDelayMs: 0 });
   const deps: ConversationDeps = {
-    store, write: (r) => writer.write(r), delivery, nextMid: () => sf.next(),
-    moveCursor: () => undefined, recallWindowMs: 60_000, maxGroupMembers: 5000,
+    store, writer, delivery, mids: sf,
+    cursors: { move: () => undefined }, recallWindowMs: 60_000, maxGroupMembers: 5000,
     log: pino({ level: process.env.TEST_LOG ?? 'silent' }),
   };
   return { core: new ConversationCore(conv, deps), delivery };

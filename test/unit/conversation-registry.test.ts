@@ -26,8 +26,8 @@ beforeAll(async () => {
   const sf = new Snowflake(3);
   const log = pino({ level: process.env.TEST_LOG ?? 'silent' });
   registry = await ConversationRegistry.start(system.root, {
-    store, write: (r) => writer.write(r), delivery: { message: () => undefined, event: () => undefined },
-    nextMid: () => sf.next(), moveCursor: () => undefined, recallWindowMs: 1000, maxGroupMembers: 5000, log,
+    store, writer, delivery: { message: () => undefined, event: () => undefined },
+    mids: sf, cursors: { move: () => undefined }, recallWindowMs: 1000, maxGroupMembers: 5000, log,
   }, 60_000, new Metrics(), log, 2);
 });
 afterAll(async () => {

@@ -41,7 +41,7 @@ it('pushes only what the device misses, once', async () => {
   const deps: SessionDeps = {
     config: loadConfig({}), log: pino({ level: 'silent' }), metrics: new Metrics(), store,
     conversations: { request: () => Promise.reject(new Error('not used')) },
-    pendingAck: () => 0, allowGroupCreate: () => true, allowTyping: () => true, nodeId: 'n',
+    pending: { pendingAck: () => 0 }, limits: { groupCreate: () => true, typing: () => true }, nodeId: 'n',
     admission: new SendAdmission({ maxInflight: 100, targetMs: 50 }),
   };
   const bea = new UserSession('bea', 'phone', conn, deps);
