@@ -514,11 +514,15 @@ async function stepSearch(o: LoadOptions, s: SearchParams, run: (rate: number) =
 
 function lossReason(s: SearchParams, r: Omit<StepResult, 'pass' | 'reason'>, p99: number | undefined): string {
   const reasons: string[] = [];
-  const errs = Object.values(r.errors).reduce((a, b) => a + b, 0);
+  // Sends the server refused (shed past its capacity, or over a rate limit) are answered, not
+  // lost: the client knows to send them again. They still fail the step, named as what they are.
+  const refused = (r.errors.unavailable ?? 0) + (r.errors.rate_limited ?? 0);
+  const errs = Object.values(r.errors).reduce((a, b) => a + b, 0) - refused;
   const lost = r.timeouts + errs + Math.max(0, r.expectedDeliveries - r.delivered);
   const denom = Math.max(1, r.attempted + r.expectedDeliveries);
   if (p99 === undefined || r.sentOk === 0) reasons.push('no answers');
   else if (p99 > s.p99LimitMs) reasons.push(`p99 ${p99} ms > ${s.p99LimitMs} ms`);
+  if (refused / Math.max(1, r.attempted) > s.maxLossRatio) reasons.push(`refused ${refused} of ${r.attempted} sends (unavailable ${r.errors.unavailable ?? 0}, rate_limited ${r.errors.rate_limited ?? 0})`);
   if (lost / denom > s.maxLossRatio) reasons.push(`lost ${lost} (timeouts ${r.timeouts}, errors ${errs}, missing deliveries ${Math.max(0, r.expectedDeliveries - r.delivered)})`);
   return reasons.join('; ');
 }
