@@ -38,7 +38,13 @@ export interface SqlDb extends SqlRunner {
 // ------------------------------------------------------------------------------------ SQLite
 
 /** Prepared statements kept per connection (multi-row INSERTs differ by their row count). */
-const STATEMENT_CACHE = 512;
+const STATEMENT_CACHE = 256;
+/**
+ * Longer statements are prepared for each use and not kept: a compiled multi-row INSERT costs
+ * ~0.75 KB per row slot, so caching every batch size up to 500 rows would hold ~94 MiB. Up to
+ * this length (batches of ~75 rows, the common sizes) they stay cached: ~2 MiB at most.
+ */
+const CACHED_SQL_MAX = 2048;
 
 export class SqliteDb implements SqlDb {
   readonly dialect = 'sqlite' as const;
@@ -66,6 +72,7 @@ export class SqliteDb implements SqlDb {
     let s = this.stmts.get(sql);
     if (s) return s;
     s = this.db.prepare(sql);
+    if (sql.length > CACHED_SQL_MAX) return s;
     if (this.stmts.size >= STATEMENT_CACHE) this.stmts.delete(this.stmts.keys().next().value as string);
     this.stmts.set(sql, s);
     return s;

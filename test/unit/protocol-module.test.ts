@@ -7,7 +7,8 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { encodeFrame, encodeKicked, encodeMsg, encodeReceipt, encodeRecalled, encodeTyping, msgFrame } from '../../protocol/encode.ts';
 import type { MsgFields } from '../../protocol/encode.ts';
-import { serverFrameSchema } from '../../protocol/frames.ts';
+import { MAX_BODY_DEPTH, clientFrameSchema, fastClientFrame, parseClientFrame, serverFrameSchema } from '../../protocol/frames.ts';
+import { prng } from '../chaos/chaos-runner.ts';
 import { dmConv, dmConvId, dmPeer, groupConv, parseConv } from '../../protocol/ids.ts';
 
 const fields: MsgFields = { conv: 'dm:alice:bob', seq: 7, mid: '123456789012345678', from: 'alice', cmid: 'c"1\\', ts: 1_700_000_000_123, kind: 'text' };
@@ -51,6 +52,38 @@ describe('protocol encoders', () => {
     expect(serverFrameSchema.safeParse({ t: 'kicked', reason: 'not a token!' }).success).toBe(false);
     expect(serverFrameSchema.safeParse({ t: 'kicked', reason: '' }).success).toBe(false);
     expect(serverFrameSchema.safeParse({ t: 'kicked', reason: 'admin' }).success).toBe(true);
+  });
+});
+
+describe('hand-checked hot frames', () => {
+  it('accept exactly what the schema accepts, as the same frame (20,000 random send/ack/read/ping frames)', () => {
+    const rnd = prng(20261201);
+    const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)];
+    const deep = (n: number): unknown => (n === 0 ? 1 : [deep(n - 1)]);
+    const strs = ['', 'a', 'ab', 'abc', 'dm:a:b', 'g:x', 'x'.repeat(64), 'x'.repeat(65), 'x'.repeat(128), 'x'.repeat(129), 'x'.repeat(140), 'x'.repeat(141), 'bad name', 'é', 'a.b-c_d'];
+    const vals = [undefined, null, 0, -1, 1, 1.5, 2 ** 53, Number.MAX_SAFE_INTEGER, '1', true, {}, [], ...strs];
+    const bodies = [undefined, null, 'hi', 1, { text: 'x' }, [1, [2]], deep(MAX_BODY_DEPTH), deep(MAX_BODY_DEPTH + 1)];
+    let fastHits = 0;
+    for (let i = 0; i < 20_000; i++) {
+      const t = pick(['send', 'ack', 'read', 'ping'] as const);
+      const made: Record<string, unknown> = { t };
+      for (const k of ['rid', 'to', 'conv', 'cmid', 'seq', 'kind', 'extra']) if (rnd() < 0.6) made[k] = pick(vals);
+      if (t === 'send' && rnd() < 0.8) made.body = pick(bodies);
+      // What a frame can be after JSON.parse (no undefined values).
+      const o = JSON.parse(JSON.stringify(made)) as Record<string, unknown>;
+      const fast = fastClientFrame(o);
+      const slow = clientFrameSchema.safeParse(o);
+      const slowOk = slow.success && !(slow.data.t === 'send' && (slow.data.to === undefined) === (slow.data.conv === undefined));
+      if (fast === null) continue;
+      fastHits++;
+      expect(slowOk, JSON.stringify(o)).toBe(true);
+      expect(fast).toEqual(slow.data);
+      expect(Object.keys(fast).sort()).toEqual(Object.keys(slow.data as object).sort());
+    }
+    expect(fastHits).toBeGreaterThan(1000);
+    // Through the parser, a frame the hot path passes on still gets the schema's explanation.
+    expect(parseClientFrame('{"t":"send","rid":"1","to":"b","conv":"dm:a:b","cmid":"c","body":1}')).toEqual({ ok: false, rid: '1', message: 'send: exactly one of "to" or "conv" is required' });
+    expect(parseClientFrame('{"t":"ack","conv":"dm:a:b","seq":-1}')).toMatchObject({ ok: false, message: expect.stringContaining('ack: field "seq"') });
   });
 });
 
