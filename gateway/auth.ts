@@ -6,8 +6,8 @@ export interface Identity { user: string; /** Expiry in epoch ms (every accepted
 
 /**
  * The HMAC key of the node secret, imported once (WebCrypto). Handing jose the raw bytes would
- * import a fresh native key on every login; those are only freed when the GC gets to their
- * wrappers, so a burst of logins held megabytes of them. One secret per node: the last one is kept.
+ * import a fresh native key on every login (and sign), freed only when the GC gets to its
+ * wrapper. One secret per node: the last one is kept.
  */
 let cachedKey: { secret: string; key: Promise<CryptoKey> } | null = null;
 function keyOf(secret: string): Promise<CryptoKey> {
