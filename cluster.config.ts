@@ -17,6 +17,21 @@ export const DEFAULT_JWT_SECRET = 'dev-secret-change-me';
 /** The server API key a node with the development JWT secret accepts while IM_API_KEYS is unset (docs/api.md). */
 export const DEFAULT_API_KEY = 'dev-api-key-change-me';
 
+/**
+ * Flags the node process is started with (`npm start`, the Dockerfile's ENTRYPOINT and the test
+ * harness all pass them; keep them in step, test/unit/deploy-files.test.ts checks). V8 fixes
+ * these when the process starts, so they cannot be environment knobs read here.
+ *
+ * `--max-semi-space-size=8` (MiB): caps V8's young generation at 3 × 8 MiB instead of Node's
+ * default 3 × 16 MiB. Every logged-in session survives its first scavenges, so a burst of logins
+ * grows the young generation towards its cap and its pages stay resident (measured with the
+ * default: ~17 MB of young-generation pages after 5,000 logins, ~3.5 KB per socket). Smaller is worse on MariaDB: scavenges then come
+ * so often that the objects of logins waiting for the database are promoted, and the old space
+ * fills with them (4 MiB: ~10 KB per socket). bench/results/idle-memory-2026-12-01.md. A later
+ * flag on the command line wins (e.g. IM_TEST_NODE_ARGS in the harness; NODE_OPTIONS does not).
+ */
+export const NODE_FLAGS: readonly string[] = ['--max-semi-space-size=8'];
+
 /** Each entry: env var → description, used for validation errors and the README table. */
 export const configDocs = {
   IM_PORT: 'WebSocket + HTTP port of this node (ws://HOST:PORT/ws, /healthz, /metrics). Default 9001.',

@@ -1,5 +1,6 @@
 /**
- * Entry point: `npm start` (or `node --import tsx main.ts`). Reads cluster.config.ts from the
+ * Entry point: `npm start` (or `node --max-semi-space-size=8 --import tsx main.ts`: the flags are
+ * cluster.config.ts NODE_FLAGS). Reads cluster.config.ts from the
  * environment, starts one node, and shuts it down gracefully on SIGTERM/SIGINT (exit 0).
  */
 import { ConfigError, loadConfig } from './cluster.config.ts';

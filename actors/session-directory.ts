@@ -8,8 +8,15 @@ import type { ActorRef } from './system.ts';
 
 export interface SessionEntry { readonly user: string; readonly device: string; readonly actor: ActorRef; /** Login time, ms since the epoch (server API presence). */ readonly since?: number }
 
+/**
+ * byUser holds a user's one session directly and a Map of them only from a second device on:
+ * most users are logged in from one device, and an empty-most-of-the-time Map per user would
+ * cost ~180 bytes each.
+ */
+type Devices = SessionEntry | Map<string, SessionEntry>;
+
 export class SessionDirectory {
-  private readonly byUser = new Map<string, Map<string, SessionEntry>>();
+  private readonly byUser = new Map<string, Devices>();
   private count = 0;
   /** v1.1 presence: told when a user's first device registers and when the last one goes. */
   private userChange: ((user: string, online: boolean) => void) | null = null;
@@ -29,45 +36,64 @@ export class SessionDirectory {
   }
 
   get(user: string, device: string): SessionEntry | undefined {
-    return this.byUser.get(user)?.get(device);
+    const d = this.byUser.get(user);
+    if (d === undefined || d instanceof Map) return d?.get(device);
+    return d.device === device ? d : undefined;
   }
 
   devices(user: string): Iterable<SessionEntry> {
-    return this.byUser.get(user)?.values() ?? [];
+    const d = this.byUser.get(user);
+    if (d === undefined) return [];
+    return d instanceof Map ? d.values() : [d];
   }
 
   /** Registers a session, returning the one it replaces (same user and device), if any. */
   add(entry: SessionEntry): SessionEntry | undefined {
     const { user, device } = entry;
-    let m = this.byUser.get(user);
-    const first = !m;
-    if (!m) this.byUser.set(user, (m = new Map()));
-    const old = m.get(device);
-    m.set(device, entry);
+    const d = this.byUser.get(user);
+    let old: SessionEntry | undefined;
+    if (d === undefined) {
+      this.byUser.set(user, entry);
+    } else if (d instanceof Map) {
+      old = d.get(device);
+      d.set(device, entry);
+    } else if (d.device === device) {
+      old = d;
+      this.byUser.set(user, entry);
+    } else {
+      this.byUser.set(user, new Map([[d.device, d], [device, entry]]));
+    }
     if (!old) this.count++;
-    if (first) this.userChange?.(user, true);
+    if (d === undefined) this.userChange?.(user, true);
     return old;
   }
 
   /** Removes the entry if it is still the registered one for its user and device. */
   remove(entry: SessionEntry): boolean {
-    const m = this.byUser.get(entry.user);
-    const cur = m?.get(entry.device);
-    if (!m || cur !== entry) return false;
-    m.delete(entry.device);
-    this.count--;
-    if (m.size === 0) {
+    const d = this.byUser.get(entry.user);
+    if (d === undefined) return false;
+    if (d instanceof Map) {
+      if (d.get(entry.device) !== entry) return false;
+      d.delete(entry.device);
+      // Back to one device: held directly again.
+      if (d.size === 1) this.byUser.set(entry.user, d.values().next().value as SessionEntry);
+    } else {
+      if (d !== entry) return false;
       this.byUser.delete(entry.user);
-      this.userChange?.(entry.user, false);
     }
+    this.count--;
+    if (!this.byUser.has(entry.user)) this.userChange?.(entry.user, false);
     return true;
   }
 
   isCurrent(entry: SessionEntry): boolean {
-    return this.byUser.get(entry.user)?.get(entry.device) === entry;
+    return this.get(entry.user, entry.device) === entry;
   }
 
   *all(): Iterable<SessionEntry> {
-    for (const m of this.byUser.values()) yield* m.values();
+    for (const d of this.byUser.values()) {
+      if (d instanceof Map) yield* d.values();
+      else yield d;
+    }
   }
 }

@@ -99,9 +99,12 @@ const MAX_PENDING_CURSORS = 256;
 /** Cursor moves sent and not yet answered; beyond it moves are refused (only a hostile client gets there). */
 const MAX_CURSOR_REQUESTS = 1024;
 
+/** The backlogDone of a session with no backlog to push (shared: idle sessions allocate nothing for it). */
+const NO_BACKLOG: Promise<void> = Promise.resolve();
+
 export class UserSession {
-  private readonly limiter: TokenBucket;
   // Allocated on first use: most sockets sit idle, and idle sockets should cost little memory.
+  private limiter: TokenBucket | null = null;
   private highestPushed: Map<string, number> | null = null;
   private unacked: Map<string, Map<number, Unacked>> | null = null;
   private unackedCount = 0;
@@ -122,7 +125,7 @@ export class UserSession {
   private presenceSubs = 0;
   private closed = false;
   /** Settles once the login backlog has been pushed (or given up on); never rejects. */
-  backlogDone: Promise<void> = Promise.resolve();
+  backlogDone: Promise<void> = NO_BACKLOG;
   /**
    * True until login_ok is out. The session is in the directory (so it gets live pushes) before
    * start() has read the user's conversations: what arrives meanwhile waits in `early`.
@@ -130,9 +133,7 @@ export class UserSession {
   private starting = true;
   private early: Array<MessagePush | string> | null = null;
 
-  constructor(readonly user: string, readonly device: string, private readonly conn: Connection, private readonly deps: SessionDeps) {
-    this.limiter = new TokenBucket(deps.config.rateMsgs, deps.config.rateMsgs * 2);
-  }
+  constructor(readonly user: string, readonly device: string, private readonly conn: Connection, private readonly deps: SessionDeps) {}
 
   get isClosed(): boolean {
     return this.closed;
@@ -204,7 +205,7 @@ export class UserSession {
       for (const e of early) this.heldBytes -= typeof e === 'string' ? e.length : e.json.length;
     }
     if (early) for (const e of early) (typeof e === 'string' ? this.raw(e) : this.push(e));
-    this.backlogDone = this.pushBacklog(todo);
+    if (todo.length > 0 || this.missed) this.backlogDone = this.pushBacklog(todo);
   }
 
   private async pushBacklog(todo: readonly { conv: string; ackSeq: number }[]): Promise<void> {
@@ -464,6 +465,8 @@ export class UserSession {
   }
 
   private async send(f: ClientFrameOf<'send'>): Promise<void> {
+    // Created full on the first send, as if it had been there since login (it would have refilled).
+    this.limiter ??= new TokenBucket(this.deps.config.rateMsgs, this.deps.config.rateMsgs * 2);
     if (!this.limiter.take()) throw new ProtocolError('rate_limited', `more than ${this.deps.config.rateMsgs} sends per second`);
     let conv: string;
     if (f.to !== undefined) {

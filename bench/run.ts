@@ -6,7 +6,7 @@
  * Targets (servers, each a child process on a free loopback port, fresh per target):
  *   uws           bench/baselines/uws-echo.ts      — ceiling: bare uWS.js, same frames, no logic
  *   socketio      bench/baselines/socketio-chat.ts — the usual choice: plain Socket.IO chat
- *   node-sqlite   the project (`node --import tsx main.ts`), embedded SQLite in a temp IM_DATA_DIR
+ *   node-sqlite   the project (`node --max-semi-space-size=8 --import tsx main.ts`), embedded SQLite in a temp IM_DATA_DIR
  *   node-mariadb  the project with IM_MYSQL_URL on a temporary MariaDB from the test harness
  *   node-cluster2 two project nodes on MariaDB + NATS + Redis (test harness `startAll`); every
  *                 pair / group / offline conversation spans both nodes

@@ -22,7 +22,6 @@ import type { SessionEntry } from '../actors/session-directory.ts';
 import type { Connection } from '../actors/user-session.ts';
 import { AuthError, signToken, verifyToken } from './auth.ts';
 import { DEFAULT_JWT_SECRET } from '../cluster.config.ts';
-import { TokenBucket } from '../core/token-bucket.ts';
 import { timingSafeEqual } from 'node:crypto';
 import { loadWebApp, type WebApp } from '../web/build.ts';
 import { loadUws, type Engine } from './engine.ts';
@@ -50,22 +49,79 @@ export interface GatewayHost {
   };
 }
 
-interface SocketState {
-  phase: 'new' | 'auth' | 'ready' | 'closed';
+type Phase = 'new' | 'auth' | 'ready' | 'closed';
+
+/**
+ * Times of a socket in ms since the gateway module loaded: small integers, which V8 stores in the
+ * object itself (an epoch-ms Date.now() would be a separate 16-byte heap number per field).
+ */
+const CLOCK_BASE = Date.now();
+const clock = (): number => Date.now() - CLOCK_BASE;
+
+/**
+ * One socket's state, and the session's Connection to it. One object per socket with its
+ * methods on the prototype: idle sockets are most sockets, so nothing here is allocated per
+ * socket beyond this object (no closures, no frame queue until a frame waits for the login).
+ */
+class SocketState implements Connection {
+  phase: Phase = 'new';
+  /** Set in uWS's open callback, before any frame. */
+  ws: Ws | null = null;
   lastSeen: number;
   openedAt: number;
-  badFrames: number;
+  badFrames = 0;
   badWindowStart: number;
-  /** Frames that arrived while the login was being verified. */
-  queued: ClientFrame[];
-  entry: SessionEntry | null;
-  conn: Connection;
-  authExpMs: number | null;
-  /** IM_RATE_FRAMES: every frame but ack/read takes a token once logged in. */
-  frames: TokenBucket;
+  /** Frames that arrived while the login was being verified (allocated by the first one). */
+  queued: ClientFrame[] | null = null;
+  entry: SessionEntry | null = null;
+  /** Token expiry on `clock()`; null: none to enforce (not logged in yet, or already kicked). */
+  authExpAt: number | null = null;
+  /**
+   * IM_RATE_FRAMES: every frame but ack/read takes a token once logged in. A token bucket
+   * (core/token-bucket.ts semantics: rate per second, burst of twice that, starts full) kept in
+   * two fields of this object instead of an object of its own.
+   */
+  private frameTokens: number;
+  private frameAt: number;
+
+  constructor(private readonly rateFrames: number) {
+    const now = clock();
+    this.lastSeen = now;
+    this.openedAt = now;
+    this.badWindowStart = now;
+    this.frameTokens = rateFrames * 2;
+    this.frameAt = performance.now();
+  }
+
+  takeFrame(now = performance.now()): boolean {
+    this.frameTokens = Math.min(this.rateFrames * 2, this.frameTokens + ((now - this.frameAt) / 1000) * this.rateFrames);
+    this.frameAt = now;
+    if (this.frameTokens < 1) return false;
+    this.frameTokens -= 1;
+    return true;
+  }
+
+  send(json: string): boolean {
+    if (this.phase === 'closed' || !this.ws) return false;
+    this.ws.send(json, false);
+    return true;
+  }
+
+  close(code: number, reason: string): void {
+    if (this.phase === 'closed') return;
+    this.phase = 'closed';
+    this.ws?.end(code, reason);
+  }
+
+  buffered(): number {
+    return this.phase === 'closed' || !this.ws ? 0 : this.ws.getBufferedAmount();
+  }
 }
 
-type Ws = WebSocket<SocketState>;
+/** uWS copies the user data's fields onto its socket object: one field, the state. */
+interface UserData { s: SocketState }
+
+type Ws = WebSocket<UserData>;
 
 /** Most frames buffered while a login is verified; a client that floods then is closed. */
 const MAX_QUEUED = 256;
@@ -99,7 +155,7 @@ export class Gateway {
   async listen(): Promise<number> {
     const { config } = this;
     const app = this.uws.App();
-    app.ws<SocketState>('/ws', {
+    app.ws<UserData>('/ws', {
       // uWS closes frames over maxPayloadLength itself, without a word (close 1009): give it headroom
       // so that oversized frames a client may plausibly send (a pasted file as body) are answered
       // too_large first and the client learns not to resend them. Only beyond the headroom is the
@@ -115,11 +171,10 @@ export class Gateway {
           res.writeStatus('503 Service Unavailable').end('shutting down');
           return;
         }
-        res.upgrade<SocketState>(this.newState(), req.getHeader('sec-websocket-key'), req.getHeader('sec-websocket-protocol'), req.getHeader('sec-websocket-extensions'), ctx);
+        res.upgrade<UserData>({ s: new SocketState(this.config.rateFrames) }, req.getHeader('sec-websocket-key'), req.getHeader('sec-websocket-protocol'), req.getHeader('sec-websocket-extensions'), ctx);
       }),
       open: (ws) => this.guardedWs('open', ws, () => {
-        const s = ws.getUserData();
-        s.conn = this.connectionOf(ws);
+        ws.getUserData().s.ws = ws;
         this.sockets.add(ws);
         this.metrics.connections.inc();
       }),
@@ -238,37 +293,12 @@ export class Gateway {
       fn();
     } catch (e) {
       this.handlerError(where, e);
-      try { ws.getUserData().conn?.close(1011, 'internal error'); } catch { /* already closed */ }
+      try { ws.getUserData().s.close(1011, 'internal error'); } catch { /* already closed */ }
     }
   }
 
-  private newState(): SocketState {
-    const now = Date.now();
-    return {
-      phase: 'new', lastSeen: now, openedAt: now, badFrames: 0, badWindowStart: now, queued: [], entry: null, conn: null as unknown as Connection, authExpMs: null,
-      frames: new TokenBucket(this.config.rateFrames, this.config.rateFrames * 2),
-    };
-  }
-
-  private connectionOf(ws: Ws): Connection {
-    const s = ws.getUserData();
-    return {
-      send: (json) => {
-        if (s.phase === 'closed') return false;
-        ws.send(json, false);
-        return true;
-      },
-      close: (code, reason) => {
-        if (s.phase === 'closed') return;
-        s.phase = 'closed';
-        ws.end(code, reason);
-      },
-      buffered: () => (s.phase === 'closed' ? 0 : ws.getBufferedAmount()),
-    };
-  }
-
   private reply(ws: Ws, frame: ServerFrame): void {
-    const s = ws.getUserData();
+    const s = ws.getUserData().s;
     if (s.phase === 'closed') return;
     ws.send(JSON.stringify(frame), false);
     this.metrics.framesOut.inc();
@@ -280,13 +310,13 @@ export class Gateway {
   }
 
   private onMessage(ws: Ws, data: ArrayBuffer, isBinary: boolean): void {
-    const s = ws.getUserData();
+    const s = ws.getUserData().s;
     if (s.phase === 'closed') return;
-    s.lastSeen = Date.now();
+    s.lastSeen = clock();
     if (data.byteLength > this.config.maxFrameBytes) {
       this.metrics.framesIn.inc({ t: 'too_large' });
       this.error(ws, 'too_large', `frame of ${data.byteLength} bytes exceeds the limit of ${this.config.maxFrameBytes}`);
-      s.conn.close(1009, 'frame too large');
+      s.close(1009, 'frame too large');
       return;
     }
     if (isBinary) {
@@ -307,12 +337,12 @@ export class Gateway {
         void this.login(ws, f);
         return;
       case 'auth':
-        if (s.queued.length >= MAX_QUEUED) {
+        if (s.queued && s.queued.length >= MAX_QUEUED) {
           this.error(ws, 'rate_limited', 'too many frames before login completed');
-          s.conn.close(1008, 'flood');
+          s.close(1008, 'flood');
           return;
         }
-        s.queued.push(f);
+        (s.queued ??= []).push(f);
         return;
       case 'ready':
         this.dispatch(ws, f);
@@ -326,8 +356,8 @@ export class Gateway {
    * carry a rid and are dropped otherwise. Rate answers never count as bad frames.
    */
   private dispatch(ws: Ws, f: ClientFrame): void {
-    const s = ws.getUserData();
-    if (f.t !== 'ack' && f.t !== 'read' && !s.frames.take()) {
+    const s = ws.getUserData().s;
+    if (f.t !== 'ack' && f.t !== 'read' && !s.takeFrame()) {
       if ('rid' in f && f.rid !== undefined) this.error(ws, 'rate_limited', `more than ${this.config.rateFrames} frames per second`, f.rid);
       else this.metrics.errors.inc({ code: 'rate_limited' });
       return;
@@ -336,44 +366,44 @@ export class Gateway {
   }
 
   private badFrame(ws: Ws, message: string, rid?: string): void {
-    const s = ws.getUserData();
+    const s = ws.getUserData().s;
     if (s.phase === 'new') return this.refuseLogin(ws, 'the first frame must be a valid login');
-    const now = Date.now();
+    const now = clock();
     if (now - s.badWindowStart > BAD_WINDOW_MS) { s.badWindowStart = now; s.badFrames = 0; }
     s.badFrames++;
     this.metrics.framesIn.inc({ t: 'bad' });
     this.error(ws, 'bad_request', message, rid);
     if (s.badFrames > this.config.badFrameLimit) {
       this.log.info({ user: s.entry?.user }, 'closing socket after repeated bad frames');
-      s.conn.close(1008, 'too many bad frames');
+      s.close(1008, 'too many bad frames');
     }
   }
 
   private refuseLogin(ws: Ws, message: string, rid?: string): void {
     this.error(ws, 'unauthorized', message, rid);
-    ws.getUserData().conn.close(4001, 'unauthorized');
+    ws.getUserData().s.close(4001, 'unauthorized');
   }
 
   private login(ws: Ws, f: Extract<ClientFrame, { t: 'login' }>): void {
     this.loginSteps(ws, f).catch((e: unknown) => {
       this.handlerError('login', e);
-      const s = ws.getUserData();
+      const s = ws.getUserData().s;
       if (s.phase === 'closed') return;
       this.error(ws, 'internal', 'login failed', f.rid);
-      s.conn.close(1011, 'internal error');
+      s.close(1011, 'internal error');
     });
   }
 
   private async loginSteps(ws: Ws, f: Extract<ClientFrame, { t: 'login' }>): Promise<void> {
-    const s = ws.getUserData();
+    const s = ws.getUserData().s;
     s.phase = 'auth';
     // The socket may close during any await below (phase is re-read, not narrowed).
-    const closed = (): boolean => (s.phase as SocketState['phase']) === 'closed';
+    const closed = (): boolean => (s.phase as Phase) === 'closed';
     let user: string;
     try {
       const id = await verifyToken(f.token, this.config.jwtSecret);
       user = id.user;
-      s.authExpMs = id.expMs;
+      s.authExpAt = id.expMs - CLOCK_BASE;
     } catch (e) {
       if (!closed()) this.refuseLogin(ws, e instanceof AuthError ? e.message : 'token rejected', f.rid);
       return;
@@ -383,12 +413,12 @@ export class Gateway {
     try {
       // Resolves once login_ok is out; the backlog follows while the socket is live, so the
       // client's acks for it go straight to the session (they are not queued here).
-      entry = await this.host.openSession(user, f.device ?? 'default', s.conn, f.rid, () => !closed());
+      entry = await this.host.openSession(user, f.device ?? 'default', s, f.rid, () => !closed());
     } catch (e) {
       this.log.warn({ user, err: String(e) }, 'opening session failed');
       if (closed()) return;
       this.error(ws, 'unavailable', 'cannot open a session now, retry later', f.rid);
-      s.conn.close(1011, 'unavailable');
+      s.close(1011, 'unavailable');
       return;
     }
     if (!entry) return;
@@ -396,12 +426,12 @@ export class Gateway {
     s.entry = entry;
     s.phase = 'ready';
     const queued = s.queued;
-    s.queued = [];
-    for (const q of queued) this.dispatch(ws, q);
+    s.queued = null;
+    if (queued) for (const q of queued) this.dispatch(ws, q);
   }
 
   private onClose(ws: Ws): void {
-    const s = ws.getUserData();
+    const s = ws.getUserData().s;
     s.phase = 'closed';
     this.sockets.delete(ws);
     this.metrics.connections.dec();
@@ -411,18 +441,18 @@ export class Gateway {
 
   /** Closes sockets past their heartbeat or login deadline, and logins whose token expired. */
   private sweep(): void {
-    const now = Date.now();
+    const now = clock();
     const silentLimit = this.config.heartbeatMs * 2.5;
     for (const ws of this.sockets) {
-      const s = ws.getUserData();
+      const s = ws.getUserData().s;
       if (s.phase === 'closed') continue;
       if (s.phase !== 'ready' && now - s.openedAt > this.config.loginTimeoutMs) {
         this.refuseLogin(ws, 'no login within the login timeout');
       } else if (now - s.lastSeen > silentLimit) {
-        s.conn.close(4002, 'heartbeat timeout');
-      } else if (s.authExpMs !== null && now >= s.authExpMs && s.entry) {
+        s.close(4002, 'heartbeat timeout');
+      } else if (s.authExpAt !== null && now >= s.authExpAt && s.entry) {
         this.host.kickSession(s.entry, 'auth_expired');
-        s.authExpMs = null;
+        s.authExpAt = null;
       }
     }
   }
@@ -484,7 +514,7 @@ export class Gateway {
   /** Closes every remaining socket (sessions were kicked first, so this catches unauthenticated ones). */
   closeAll(): void {
     if (this.sweepTimer) clearInterval(this.sweepTimer);
-    for (const ws of [...this.sockets]) ws.getUserData().conn.close(1001, 'shutdown');
+    for (const ws of [...this.sockets]) ws.getUserData().s.close(1001, 'shutdown');
   }
 
   get connectionCount(): number {

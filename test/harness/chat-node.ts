@@ -14,6 +14,7 @@ import {
   type Spawned,
 } from './proc.ts';
 import { freePort } from './servers.ts';
+import { NODE_FLAGS } from '../../cluster.config.ts';
 
 export interface ChatNodeHandle {
   nodeId: string;
@@ -86,10 +87,10 @@ export async function startChatNode(opts: ChatNodeOptions = {}): Promise<ChatNod
   const httpUrl = `http://127.0.0.1:${port}`;
 
   const launch = async (): Promise<Spawned> => {
-    log.note(`starting node ${nodeId}: ${process.execPath} --import tsx ${entry} (port ${port})`);
+    log.note(`starting node ${nodeId}: ${process.execPath} ${NODE_FLAGS.join(' ')} --import tsx ${entry} (port ${port})`);
     // IM_TEST_NODE_ARGS adds node flags to every spawned node, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile the node under a bench.
     const extraArgs = (process.env.IM_TEST_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
-    const proc = await spawnTracked(process.execPath, [...extraArgs, '--import', 'tsx', entry], {
+    const proc = await spawnTracked(process.execPath, [...NODE_FLAGS, ...extraArgs, '--import', 'tsx', entry], {
       cwd: REPO_ROOT,
       env: childEnv,
       log,

@@ -7,6 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
+import { NODE_FLAGS } from '../../cluster.config.ts';
 
 const root = new URL('../../', import.meta.url);
 const read = (name: string): string => readFileSync(new URL(name, root), 'utf8');
@@ -161,5 +162,16 @@ describe('Dockerfile', () => {
     expect(argv).toContain('tsx');
     expect(argv).toContain('main.ts');
     expect(argv).not.toContain('npm');
+  });
+
+  it('passes the node flags of cluster.config.ts (NODE_FLAGS) before the entry, as npm start does', () => {
+    const final = dockerStages().at(-1) ?? [];
+    const entry = final.filter((i) => i.op === 'ENTRYPOINT').at(-1);
+    const argv = entry ? words(entry.args) : [];
+    const start = (JSON.parse(readFileSync(new URL('package.json', root), 'utf8')) as { scripts: Record<string, string> }).scripts.start.split(/\s+/);
+    for (const f of NODE_FLAGS) {
+      expect(argv.slice(0, argv.indexOf('tsx')), 'Dockerfile ENTRYPOINT').toContain(f);
+      expect(start.slice(0, start.indexOf('main.ts')), 'npm start').toContain(f);
+    }
   });
 });

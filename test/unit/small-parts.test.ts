@@ -5,6 +5,8 @@ import { TokenBucket } from '../../core/token-bucket.ts';
 import { ConfigError, loadConfig } from '../../cluster.config.ts';
 import { dmConvId, parseConvId } from '../../protocol/ids.ts';
 import { parseClientFrame } from '../../protocol/frames.ts';
+import { SessionDirectory, type SessionEntry } from '../../actors/session-directory.ts';
+import type { ActorRef } from '../../actors/system.ts';
 
 describe('rendezvous placement', () => {
   const convs = Array.from({ length: 3000 }, (_, i) => `g:conv${i}`);
@@ -89,5 +91,40 @@ describe('protocol ids and frames', () => {
     expect(parseClientFrame('{"t":"send","rid":"1","to":"bob","conv":"g:x","cmid":"c","body":1}')).toMatchObject({ ok: false, message: expect.stringContaining('exactly one') });
     expect(parseClientFrame('{"t":"sync","rid":"1","conv":"g:x","after":0,"limit":201}')).toMatchObject({ ok: false });
     expect(parseClientFrame('{"t":"send","rid":"1","to":"bob","cmid":"c","body":null}')).toMatchObject({ ok: true });
+  });
+});
+
+describe('SessionDirectory', () => {
+  const entry = (user: string, device: string): SessionEntry => ({ user, device, actor: {} as ActorRef });
+  it('keeps users, devices, replacements and online transitions through one and several devices', () => {
+    const d = new SessionDirectory();
+    const changes: string[] = [];
+    d.onUserChange((u, on) => changes.push(`${u}:${on}`));
+    const a1 = entry('a', 'phone');
+    const a2 = entry('a', 'laptop');
+    const a1b = entry('a', 'phone');
+    expect(d.add(a1)).toBeUndefined();
+    expect(d.get('a', 'phone')).toBe(a1);
+    expect(d.get('a', 'laptop')).toBeUndefined();
+    expect(d.add(a2)).toBeUndefined();
+    expect([...d.devices('a')]).toEqual([a1, a2]);
+    expect(d.add(a1b)).toBe(a1); // same device: replaced, not counted twice
+    expect(d.size).toBe(2);
+    expect(d.remove(a1)).toBe(false); // no longer the registered one
+    expect(d.isCurrent(a1b)).toBe(true);
+    expect(d.remove(a2)).toBe(true);
+    expect([...d.devices('a')]).toEqual([a1b]);
+    expect(d.isOnline('a')).toBe(true);
+    expect(d.add(a2)).toBeUndefined();
+    expect(d.remove(a1b)).toBe(true);
+    expect(d.remove(a2)).toBe(true);
+    expect(d.isOnline('a')).toBe(false);
+    expect(d.size).toBe(0);
+    expect([...d.devices('a')]).toEqual([]);
+    expect(changes).toEqual(['a:true', 'a:false']);
+    d.add(entry('b', 'x'));
+    d.add(entry('c', 'x'));
+    d.add(entry('c', 'y'));
+    expect([...d.all()].map((e) => `${e.user}/${e.device}`)).toEqual(['b/x', 'c/x', 'c/y']);
   });
 });
