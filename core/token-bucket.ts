@@ -1,3 +1,12 @@
+/**
+ * The tokens a bucket holds at `now` (ms, performance.now()) that held `tokens` at `last`: refilled
+ * at `rate` per second, never above `burst`. The one refill rule, for TokenBucket and for state
+ * kept in plain fields (the gateway's per-socket frame limit).
+ */
+export function refill(tokens: number, last: number, now: number, rate: number, burst: number): number {
+  return Math.min(burst, tokens + ((now - last) / 1000) * rate);
+}
+
 /** Token bucket: `rate` tokens per second, up to `burst`; used for per-socket and per-user limits. */
 export class TokenBucket {
   private tokens: number;
@@ -10,11 +19,11 @@ export class TokenBucket {
 
   /** Whether the bucket has refilled to its burst by `now` (nothing of it is still being paid back). */
   isFull(now = performance.now()): boolean {
-    return this.tokens + ((now - this.last) / 1000) * this.rate >= this.burst;
+    return refill(this.tokens, this.last, now, this.rate, this.burst) >= this.burst;
   }
 
   take(now = performance.now()): boolean {
-    this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) / 1000) * this.rate);
+    this.tokens = refill(this.tokens, this.last, now, this.rate, this.burst);
     this.last = now;
     if (this.tokens < 1) return false;
     this.tokens -= 1;

@@ -22,6 +22,7 @@ import type { SessionEntry } from '../actors/session-directory.ts';
 import type { Connection } from '../actors/user-session.ts';
 import { AuthError, signToken, verifyToken } from './auth.ts';
 import { DEFAULT_JWT_SECRET } from '../cluster.config.ts';
+import { refill } from '../core/token-bucket.ts';
 import { timingSafeEqual } from 'node:crypto';
 import { loadWebApp, type WebApp } from '../web/build.ts';
 import { loadUws, type Engine } from './engine.ts';
@@ -94,7 +95,7 @@ class SocketState implements Connection {
   }
 
   takeFrame(now = performance.now()): boolean {
-    this.frameTokens = Math.min(this.rateFrames * 2, this.frameTokens + ((now - this.frameAt) / 1000) * this.rateFrames);
+    this.frameTokens = refill(this.frameTokens, this.frameAt, now, this.rateFrames, this.rateFrames * 2);
     this.frameAt = now;
     if (this.frameTokens < 1) return false;
     this.frameTokens -= 1;
