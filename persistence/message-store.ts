@@ -333,19 +333,18 @@ export class MessageStore implements RecordStore {
    */
   async leaveGroup(conv: string, user: string): Promise<LeaveResult> {
     return this.sql.transaction(async (tx) => {
-      const x = async (sql: string, params: unknown[], method: 'all' | 'run'): Promise<Row[]> => (method === 'all' ? tx.all(sql, params) : (await tx.run(sql, params), []));
-      const me = await x(`SELECT role FROM conversation_member WHERE conversation_id = ? AND user_id = ?`, [conv, user], 'all');
+      const me = await tx.all(`SELECT role FROM conversation_member WHERE conversation_id = ? AND user_id = ?`, [conv, user]);
       if (!me[0]) return { left: false, newOwner: null, ended: false };
-      await x(`DELETE FROM conversation_member WHERE conversation_id = ? AND user_id = ?`, [conv, user], 'run');
-      const next = await x(`SELECT user_id, role FROM conversation_member WHERE conversation_id = ? ORDER BY joined_at, user_id LIMIT 1`, [conv], 'all');
+      await tx.run(`DELETE FROM conversation_member WHERE conversation_id = ? AND user_id = ?`, [conv, user]);
+      const next = await tx.all(`SELECT user_id, role FROM conversation_member WHERE conversation_id = ? ORDER BY joined_at, user_id LIMIT 1`, [conv]);
       if (!next[0]) {
-        await x(`UPDATE conversation SET owner_id = NULL WHERE id = ?`, [conv], 'run');
+        await tx.run(`UPDATE conversation SET owner_id = NULL WHERE id = ?`, [conv]);
         return { left: true, newOwner: null, ended: true };
       }
       if (str(me[0].role) !== 'owner') return { left: true, newOwner: null, ended: false };
       const heir = str(next[0].user_id);
-      await x(`UPDATE conversation_member SET role = 'owner' WHERE conversation_id = ? AND user_id = ?`, [conv, heir], 'run');
-      await x(`UPDATE conversation SET owner_id = ? WHERE id = ?`, [heir, conv], 'run');
+      await tx.run(`UPDATE conversation_member SET role = 'owner' WHERE conversation_id = ? AND user_id = ?`, [conv, heir]);
+      await tx.run(`UPDATE conversation SET owner_id = ? WHERE id = ?`, [heir, conv]);
       return { left: true, newOwner: heir, ended: false };
     });
   }
