@@ -4,7 +4,8 @@
  * on the driver itself, without a query builder in between (a group commit through MikroORM
  * and knex cost ~550 µs of CPU, through better-sqlite3 directly ~130 µs, mostly the fsync):
  *  - SQLite: better-sqlite3, synchronous, every statement prepared once and cached by its text;
- *  - MySQL/MariaDB: a mysql2 pool (text protocol; parameters escaped by the driver).
+ *  - MySQL/MariaDB: a mysql2 pool (text protocol; parameters escaped by the driver), through its
+ *    callback API: mysql2/promise captures a stack trace (`new Error()`) for every query.
  *
  * Contract:
  *  - `all` returns rows as plain objects keyed by column name; `run` returns the rows changed.
@@ -17,7 +18,7 @@
  */
 import { createRequire } from 'node:module';
 import type BetterSqlite3 from 'better-sqlite3';
-import type { Pool, PoolConnection, ResultSetHeader } from 'mysql2/promise';
+import type { Pool, PoolConnection, ResultSetHeader } from 'mysql2';
 import type { Dialect } from './dialect.ts';
 
 export type Row = Record<string, unknown>;
@@ -147,7 +148,7 @@ export class MysqlDb implements SqlDb {
   }
 
   static async open(url: string, poolSize: number): Promise<MysqlDb> {
-    const mysql = await import('mysql2/promise');
+    const mysql = await import('mysql2');
     const pool = mysql.createPool({
       uri: url,
       connectionLimit: poolSize,
@@ -163,9 +164,11 @@ export class MysqlDb implements SqlDb {
   }
 
   private static runner(c: Pool | PoolConnection): SqlRunner {
+    const query = (sql: string, params: readonly unknown[]): Promise<unknown> =>
+      new Promise((resolve, reject) => { c.query(sql, params as unknown[], (err: Error | null, result: unknown) => (err ? reject(err) : resolve(result))); });
     return {
-      all: async (sql, params = []) => (await c.query(sql, params as unknown[]))[0] as Row[],
-      run: async (sql, params = []) => ((await c.query(sql, params as unknown[]))[0] as ResultSetHeader).affectedRows,
+      all: async (sql, params = []) => (await query(sql, params)) as Row[],
+      run: async (sql, params = []) => ((await query(sql, params)) as ResultSetHeader).affectedRows,
     };
   }
 
@@ -178,15 +181,16 @@ export class MysqlDb implements SqlDb {
   }
 
   async transaction<T>(fn: (tx: SqlRunner) => Promise<T>): Promise<T> {
-    const c = await this.pool.getConnection();
+    const c = await new Promise<PoolConnection>((resolve, reject) => { this.pool.getConnection((err, conn) => (err ? reject(err) : resolve(conn))); });
+    const tx = MysqlDb.runner(c);
     try {
-      await c.query('START TRANSACTION');
+      await tx.run('START TRANSACTION');
       try {
-        const v = await fn(MysqlDb.runner(c));
-        await c.query('COMMIT');
+        const v = await fn(tx);
+        await tx.run('COMMIT');
         return v;
       } catch (e) {
-        await c.query('ROLLBACK').catch(() => undefined);
+        await tx.run('ROLLBACK').catch(() => undefined);
         throw e;
       }
     } finally {
@@ -201,7 +205,7 @@ export class MysqlDb implements SqlDb {
     return 'other';
   }
 
-  async close(): Promise<void> {
-    await this.pool.end();
+  close(): Promise<void> {
+    return new Promise((resolve) => { this.pool.end(() => resolve()); });
   }
 }
