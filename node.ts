@@ -102,7 +102,7 @@ export async function startNode(config: NodeConfig, log: Logger = createLogger(c
     const presenceWatch = new PresenceService(directory, store, cluster ? cluster.presence : directory);
     sessions = await SessionManager.start(root, directory, {
       config, log, metrics, store, conversations,
-      pending: persistence,
+      pending: persistence.cursors,
       limits: new UserLimits(config.groupCreatesPerMin, TYPING_RELAYS_PER_S),
       presence: presenceWatch,
       admission,

@@ -24,7 +24,6 @@ import { GroupCommitWriter, type CommitLimits, type CommitObserver, type CommitS
 import type { NewMessage } from '../persistence/message-store.ts';
 import { spawn, type ActorRef, type ParentActor, type SelfActor } from './system.ts';
 import type { MessageWriter } from './conversation.ts';
-import type { PendingAcks } from './user-session.ts';
 
 interface WriterParams { sink: CommitSink; limits: CommitLimits; observer: CommitObserver }
 
@@ -55,7 +54,7 @@ export interface PersistenceOptions extends CommitLimits {
 }
 
 /** The node's Persistence actors (a conversation's rows always go to the same one) and its cursor buffer. */
-export class PersistencePool implements MessageWriter, PendingAcks {
+export class PersistencePool implements MessageWriter {
   private readonly refs: ActorRef[] = [];
   readonly cursors: CursorBuffer;
 
@@ -85,11 +84,6 @@ export class PersistencePool implements MessageWriter, PendingAcks {
   write(row: NewMessage): Promise<void> {
     const ref = this.refs[fnv1a(row.conv) % this.refs.length];
     return ref.sendAndReceive('write', row) as Promise<void>;
-  }
-
-  /** Buffered ack cursor for (conv, user), or 0. */
-  pendingAck(conv: string, user: string): number {
-    return this.cursors.pendingAck(conv, user);
   }
 
   /** Waits for every queued message to be committed (or failed), then writes buffered cursors. */
