@@ -36,8 +36,6 @@ export class SendAdmission {
   private readonly floor: number;
   private readonly lag: IntervalHistogram;
   private readonly timer: NodeJS.Timeout;
-  /** Sends refused since start (also counted in im_overload_refusals_total by the caller). */
-  refused = 0;
 
   constructor(private readonly limits: AdmissionLimits) {
     this.floor = limits.floor ?? 256;
@@ -64,10 +62,7 @@ export class SendAdmission {
   /** Accepts a send (returns its start time for `end`) or returns the reason it is refused. */
   tryBegin(): { start: number } | { refused: string } {
     const why = this.refusal();
-    if (why !== null) {
-      this.refused++;
-      return { refused: why };
-    }
+    if (why !== null) return { refused: why };
     this.inflight++;
     return { start: performance.now() };
   }
@@ -76,10 +71,6 @@ export class SendAdmission {
   end(start: number): void {
     this.inflight--;
     this.ewmaMs += EWMA_ALPHA * (performance.now() - start - this.ewmaMs);
-  }
-
-  get pending(): number {
-    return this.inflight;
   }
 
   stop(): void {
