@@ -82,7 +82,7 @@ async function threadWake(): Promise<void> {
 
 function procIo(): { syscw: number; writeBytes: number } {
   const text = readFileSync('/proc/self/io', 'utf8');
-  const get = (k: string) => Number(/^(\w+): (\d+)$/m.exec(text.split('\n').find((l) => l.startsWith(`${k}:`)) ?? '')?.[2] ?? NaN);
+  const get = (k: string) => Number(new RegExp(`^${k}: (\\d+)$`, 'm').exec(text)?.[1] ?? NaN);
   return { syscw: get('syscw'), writeBytes: get('write_bytes') };
 }
 
