@@ -19,6 +19,7 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { Worker } from 'node:worker_threads';
 import { openDatabase } from '../persistence/database.ts';
@@ -41,7 +42,6 @@ for (const [k, v] of Object.entries({ COMMITS, ROWS, CONVS, REPEAT })) {
   if (!Number.isInteger(v) || v < 1 || v > 1_000_000) throw new Error(`${k.toLowerCase()} must be a positive integer`);
 }
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const cpuUs = () => { const c = process.cpuUsage(); return c.user + c.system; };
 const fmt = (n: number) => n.toFixed(1);
 
