@@ -462,6 +462,9 @@ describe('ChatClient against a fake server', () => {
     const c = client([a.url], { connectWaitMs: 250, connectTimeoutMs: 80 });
     await expect(c.connect()).rejects.toMatchObject({ code: 'unreachable', message: expect.stringContaining('connect timeout') });
     expect(c.state).toBe('idle');
+    // A login written just before the client gave up may still be on its way: the server has seen
+    // every login once it has seen every socket close (frames arrive before the close).
+    await until(() => a.sockets.every((s) => s.ws.readyState === WebSocket.CLOSED), 'the server saw every socket close');
     const logins = a.all('login').length;
     const sent = c.send({ conv: 'g:a' }, 'queued');
     await sleep(200);
