@@ -43,6 +43,7 @@ import {
 } from './loadgen/coordinator.ts';
 import { openFilesSoftLimit, sampleProc } from './loadgen/procstat.ts';
 import { renderMarkdown, renderSvg, type BenchReport, type ScenarioFailure, type ScenarioName, type TargetResult } from './report.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 const BENCH_DIR = fileURLToPath(new URL('.', import.meta.url));
 const REPO_ROOT = resolve(BENCH_DIR, '..');
@@ -200,7 +201,6 @@ function parseFlags(argv: string[]): Flags {
 const log = (line: string): void => {
   process.stderr.write(`${line}\n`);
 };
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 function freePort(): Promise<number> {
   return new Promise((resolvePort, reject) => {

@@ -9,6 +9,7 @@ import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { ChatClient } from './index.ts';
 import type { ChatClientOptions, ConnectionState, MsgFrame } from './index.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 type Frame = Record<string, unknown> & { t: string; rid?: string };
 
@@ -97,7 +98,6 @@ async function until(cond: () => boolean, what: string, timeoutMs = 3000): Promi
     await new Promise((r) => setTimeout(r, 5));
   }
 }
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** A ws:// URL on a loopback port that was free a moment ago and has nothing listening now. */
 async function deadUrl(): Promise<string> {

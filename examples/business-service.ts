@@ -28,6 +28,7 @@ import { parseArgs } from 'node:util';
 import { AckPolicy, DeliverPolicy, connect, nanos, type NatsConnection } from 'nats';
 import { BoundedMap, LruSet, answer, isMain, onShutdown, readBody, secretFrom, verified, SIGNATURE_HEADER } from './common.ts';
 import { PushGatewayStub, type Notification } from './push-gateway-stub.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 /** The envelope of docs/api.md plus the fields this service reads. */
 export interface ImEvent {
@@ -49,7 +50,6 @@ export interface ConvCount { messages: number; created: number; recalled: number
 
 export type PushSender = (notifications: Notification[]) => Promise<void>;
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** A one-line preview for a notification: the text of a text message, else `[kind]`. */
 export function previewOf(kind: string | undefined, body: unknown, max = 60): string {

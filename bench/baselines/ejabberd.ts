@@ -23,6 +23,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { pairUsers } from '../loadgen/coordinator.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 const HERE = fileURLToPath(new URL('.', import.meta.url));
 const execFileP = promisify(execFile);
@@ -67,7 +68,6 @@ function freePort(): Promise<number> {
   });
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** Runs install-ejabberd.sh (idempotent: returns at once when ejabberd is installed). */
 export async function installEjabberd(log: (line: string) => void = () => undefined): Promise<void> {

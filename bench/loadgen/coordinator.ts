@@ -21,6 +21,7 @@ import { fileURLToPath } from 'node:url';
 import { mergeEncoded, summarize, type LatencySummary } from './hist.ts';
 import { cpuPercent, machineBusyPercent, machineCpu, ProcWatcher, sampleProc } from './procstat.ts';
 import type { CodecName, ConnSpec, FromWorker, PhaseKind, PhaseResultMsg, PreparedMsg, SetupResultMsg, StormResultMsg, ToWorker } from './types.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 export interface Target {
   name: string;
@@ -118,7 +119,6 @@ export function loopbackAddrs(count: number): string[] {
 }
 
 const wall = (): number => performance.timeOrigin + performance.now();
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, Math.max(0, ms)));
 const round1 = (x: number): number => Math.round(x * 10) / 10;
 
 type Inbox = { msgs: FromWorker[]; waiters: ((m: FromWorker) => void)[] };

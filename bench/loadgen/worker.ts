@@ -18,6 +18,7 @@ import { codecFor, dmConv, groupConv, type ClientFrame, type Codec, type Request
 import { encode, newHistogram, recordUs, type Histogram } from './hist.ts';
 import { parseXmpp, xmppA, xmppAuthPlain, xmppBind, xmppMessage, xmppOpen, XMPP_ENABLE, XMPP_PRESENCE, XMPP_R, XMPP_SUBPROTOCOL, type XmppConnState, type XmppIn } from './xmpp.ts';
 import type { ConnSpec, FromWorker, GroupMsg, PhaseMsg, PhaseResultMsg, PrepareMsg, SetupMsg, StormMsg, ToWorker } from './types.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 const wall = (): number => performance.timeOrigin + performance.now();
 
@@ -505,10 +506,6 @@ async function doGroup(g: GroupMsg): Promise<void> {
   }
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, Math.max(0, ms)));
-}
-
 /** reconnect, step 1: senders write `perPeer` messages to each offline recipient (closed loop, bounded). */
 async function doPrepare(p: PrepareMsg): Promise<void> {
   const s = setup;
@@ -661,7 +658,7 @@ async function doStorm(m: StormMsg): Promise<void> {
     }
   };
   const cpu0 = process.cpuUsage();
-  await sleep(startPerf - performance.now());
+  await sleep(Math.max(0, startPerf - performance.now()));
   const w0 = performance.now();
   const runOne = async (cl: StormClient, i: number): Promise<void> => {
     if (performance.now() > deadline) {
@@ -775,7 +772,7 @@ async function doPhase(p: PhaseMsg): Promise<void> {
   const senders = p.kind === 'pairs' ? conns.filter((c) => c.spec.peer !== undefined) : p.kind === 'fanout' ? conns.slice(0, 1) : [];
   const cpu0 = process.cpuUsage();
   const startPerf = performance.now() + (p.startAt - wall());
-  await sleep(startPerf - performance.now());
+  await sleep(Math.max(0, startPerf - performance.now()));
   const w0 = performance.now();
   let maxLag = 0;
   const pad = 'x'.repeat(Math.max(0, p.bodyBytes - 20));
@@ -828,7 +825,7 @@ async function doPhase(p: PhaseMsg): Promise<void> {
       tick();
     });
   } else {
-    await sleep(startPerf + p.durationMs - performance.now());
+    await sleep(Math.max(0, startPerf + p.durationMs - performance.now()));
   }
 
   // Grace: wait for outstanding answers and deliveries, bounded.

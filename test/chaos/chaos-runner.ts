@@ -14,6 +14,7 @@ import { startAll, type ServerHandle } from '../harness/servers.ts';
 import { startChatNode, type ChatNodeHandle } from '../harness/chat-node.ts';
 import { signTestToken } from '../harness/ws-client.ts';
 import { dmConv as dmId } from '../../protocol/ids.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 export interface ChaosOptions {
   nodes: number;
@@ -124,7 +125,6 @@ export function prng(seed: number): () => number {
   };
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 interface SendRecord {
   user: string;

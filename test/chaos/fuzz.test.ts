@@ -12,6 +12,7 @@ import { ChatClient, type MsgFrame } from '../../client/index.ts';
 import { startChatNode, type ChatNodeHandle } from '../harness/chat-node.ts';
 import { login, signTestToken, type Frame } from '../harness/ws-client.ts';
 import { prng } from './chaos-runner.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 const SEED = Number(process.env.IM_FUZZ_SEED ?? Date.now() % 1_000_000);
 const MAX_FRAME = 16 * 1024; // small limit: oversized frames stay cheap to build and send
@@ -19,7 +20,6 @@ const WORKERS = 3;
 const ITERATIONS = 1500; // per worker
 const ERROR_CODES = new Set(['bad_request', 'unauthorized', 'forbidden', 'not_found', 'conflict', 'rate_limited', 'too_large', 'unavailable', 'internal']);
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 let node: ChatNodeHandle;
 

@@ -5,6 +5,7 @@ import { createConnection } from 'mysql2/promise';
 import { startChatNode, type ChatNodeHandle } from '../harness/chat-node.ts';
 import { startAll } from '../harness/servers.ts';
 import { login, type Frame, type TestClient } from '../harness/ws-client.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 export type Servers = Awaited<ReturnType<typeof startAll>>;
 
@@ -18,7 +19,7 @@ export const FAST_ENV: Record<string, string> = {
   IM_RATE_MSGS: '1000',
 };
 
-export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+export { sleep };
 
 export async function until(cond: () => boolean | Promise<boolean>, what: string, timeoutMs = 15_000, stepMs = 50): Promise<void> {
   const end = Date.now() + timeoutMs;

@@ -33,6 +33,7 @@ import { ChatClient, type MsgFrame, type ReceiptFrame, type TypingFrame } from '
 import { startChatNode, type ChatNodeHandle } from '../harness/chat-node.ts';
 import { TestClient, signTestToken, type Frame } from '../harness/ws-client.ts';
 import { prng } from '../chaos/chaos-runner.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 const SEED = Number(process.env.IM_HOSTILE_SEED ?? Date.now() % 1_000_000);
 const MAX_FRAME = 16 * 1024;
@@ -45,7 +46,6 @@ const LOGIN_TIMEOUT_MS = 3000;
 const PAIR = { a: 'alice', b: 'bob', conv: 'dm:alice:bob' } as const;
 const ERROR_CODES = new Set(['bad_request', 'unauthorized', 'forbidden', 'not_found', 'conflict', 'rate_limited', 'too_large', 'unavailable', 'internal']);
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const short = (v: unknown, n = 240): string => {
   const s = typeof v === 'string' ? v : JSON.stringify(v);
   return s.length > n ? `${s.slice(0, n - 3)}...` : s;

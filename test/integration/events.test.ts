@@ -11,9 +11,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startChatNode, type ChatNodeHandle } from '../harness/chat-node.ts';
 import { startMariaDB, type ServerHandle } from '../harness/servers.ts';
 import { login, type Frame, type TestClient } from '../harness/ws-client.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 const SECRET = 'webhook-secret-0123456789';
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 interface Ev { id: string; type: string; ts: number; node: string; conv?: string; seq?: number; [k: string]: unknown }
 

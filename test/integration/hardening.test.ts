@@ -12,10 +12,10 @@ import { DEFAULT_JWT_SECRET } from '../../cluster.config.ts';
 import { startChatNode, type ChatNodeHandle } from '../harness/chat-node.ts';
 import { freePort } from '../harness/servers.ts';
 import { TestClient, login, signTestToken, type Frame } from '../harness/ws-client.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 const SECRET = DEFAULT_JWT_SECRET; // the development secret: /dev/token exists
 const METRICS_TOKEN = 'metrics-token-0123456789';
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 let node: ChatNodeHandle;
 

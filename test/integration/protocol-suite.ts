@@ -16,6 +16,7 @@ import { SignJWT } from 'jose';
 import { startChatNode, type ChatNodeHandle } from '../harness/chat-node.ts';
 import { TestClient, login, signTestToken, type Frame } from '../harness/ws-client.ts';
 import { dmConv as dm } from '../../protocol/ids.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 export interface ModeSetup {
   /** Extra IM_* environment for a node of this mode; `name` is unique per node in the suite. */
@@ -24,7 +25,6 @@ export interface ModeSetup {
   teardown(): Promise<void>;
 }
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 /** Three nodes start at once; on a loaded 2-core machine that can take longer than the harness's default 30 s. */
 const READY_MS = 100_000;
 
