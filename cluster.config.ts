@@ -34,7 +34,7 @@ export const NODE_FLAGS: readonly string[] = ['--max-semi-space-size=8'];
 
 /** Each entry: env var → description, used for validation errors and the README table. */
 export const configDocs = {
-  IM_PORT: 'WebSocket + HTTP port of this node (ws://HOST:PORT/ws, /healthz, /metrics). Default 9001.',
+  IM_PORT: 'WebSocket + HTTP port of this node (ws://HOST:PORT/ws, /healthz, /metrics). Default 9001. The node takes it for itself: if another process holds it, the node exits at start (it never shares a port).',
   IM_HOST: 'Address to listen on. Default 0.0.0.0.',
   IM_NODE_ID: 'Name of this node in a cluster and in logs. Default: node-<hostname>-<port>.',
   IM_JWT_SECRET: `HS256 secret for login tokens. Default "${DEFAULT_JWT_SECRET}" (refused when NODE_ENV=production).`,

@@ -124,6 +124,9 @@ interface UserData { s: SocketState }
 
 type Ws = WebSocket<UserData>;
 
+/** uWS's LIBUS_LISTEN_EXCLUSIVE_PORT (typed as the enum ListenOptions, which the module does not export). */
+const LISTEN_EXCLUSIVE_PORT = 1;
+
 /** Most frames buffered while a login is verified; a client that floods then is closed. */
 const MAX_QUEUED = 256;
 const BAD_WINDOW_MS = 10_000;
@@ -252,9 +255,15 @@ export class Gateway {
     }));
   }
 
+  /**
+   * Listens with the port to itself: uWS binds with SO_REUSEPORT on Linux unless told otherwise,
+   * so a second node started on a port in use would share its connections instead of failing.
+   */
   private listenOn(app: ReturnType<Gateway['uws']['App']>, host: string, port: number): Promise<us_listen_socket> {
+    // The typings lack the (host, port, options, cb) form that both the binary and the fallback take.
+    const listen = app.listen.bind(app) as unknown as (host: string, port: number, options: number, cb: (s: us_listen_socket | false) => void) => unknown;
     return new Promise((resolve, reject) => {
-      app.listen(host, port, (sock) => {
+      listen(host, port, LISTEN_EXCLUSIVE_PORT, (sock) => {
         if (!sock) reject(new Error(`cannot listen on ${host}:${port} (port in use?)`));
         else resolve(sock);
       });

@@ -55,6 +55,15 @@ export const REPO_ROOT = resolve(fileURLToPath(new URL('.', import.meta.url)), '
 
 let nodeCounter = 0;
 
+/** The node id a /healthz answer names, if any. */
+function healthzNode(body: string): unknown {
+  try {
+    return (JSON.parse(body) as { node?: unknown }).node;
+  } catch {
+    return undefined;
+  }
+}
+
 export async function startChatNode(opts: ChatNodeOptions = {}): Promise<ChatNodeHandle> {
   const port = opts.port ?? (await freePort());
   const nodeId = opts.nodeId ?? `test-node-${process.pid}-${++nodeCounter}`;
@@ -66,6 +75,7 @@ export async function startChatNode(opts: ChatNodeOptions = {}): Promise<ChatNod
   const stopGraceMs = opts.stopGraceMs ?? 20_000;
 
   const env: Record<string, string> = {
+    IM_HOST: '127.0.0.1',
     IM_PORT: String(port),
     IM_NODE_ID: nodeId,
     IM_DATA_DIR: dataDir,
@@ -106,9 +116,11 @@ export async function startChatNode(opts: ChatNodeOptions = {}): Promise<ChatNod
       }
       try {
         const res = await fetch(`${httpUrl}/healthz`, { signal: AbortSignal.timeout(1_000) });
-        await res.text().catch(() => '');
-        if (res.status === 200) return proc;
-        last = `HTTP ${res.status}`;
+        const body = await res.text().catch(() => '');
+        // Another process on the port (a node not yet gone) must not pass for this one.
+        const node = healthzNode(body);
+        if (res.status === 200 && node === nodeId) return proc;
+        last = node === nodeId ? `HTTP ${res.status}` : `HTTP ${res.status} from node ${String(node)}, not ${nodeId}`;
       } catch (e) {
         last = (e as Error).message;
       }

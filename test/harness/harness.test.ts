@@ -1,6 +1,7 @@
 // The harness itself must work before any suite that builds on it can be trusted.
 import { afterAll, describe, expect, it } from 'vitest';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import { createConnection } from 'mysql2/promise';
@@ -25,9 +26,11 @@ function alive(pid: number): boolean {
 }
 
 describe('freePort', () => {
-  it('returns a loopback port that can be bound', async () => {
+  it('returns a loopback port that can be bound, outside the range outgoing connections take their ports from', async () => {
     const port = await freePort();
     expect(port).toBeGreaterThan(0);
+    const ephemeralLow = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]);
+    if (ephemeralLow > 10_001) expect(port).toBeLessThan(ephemeralLow);
     const srv = net.createServer();
     await new Promise<void>((res, rej) => srv.once('error', rej).listen(port, '127.0.0.1', res));
     await new Promise<void>((res) => srv.close(() => res()));

@@ -2,7 +2,7 @@
 // ports with temporary data directories. A test that needs a server it cannot start fails loudly.
 import { spawn } from 'node:child_process';
 import { mkdtemp, rm, mkdir } from 'node:fs/promises';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -44,18 +44,48 @@ const HOST = '127.0.0.1';
 const READY_TIMEOUT_MS = Number(process.env.IM_TEST_SERVER_TIMEOUT_MS ?? 30_000);
 const STOP_GRACE_MS = 20_000;
 
-/** A port that was free on 127.0.0.1 a moment ago (the kernel picks it). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+/** Where freePort() draws from: above the well-known service ports, below the ephemeral range. */
+const PORT_MIN = 10_000;
+
+/** The first port of the kernel's ephemeral range (source ports of outgoing connections). */
+function ephemeralStart(): number {
+  try {
+    const lo = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]);
+    return Number.isInteger(lo) && lo > 0 ? lo : 32_768;
+  } catch {
+    return 32_768;
+  }
+}
+
+/** Binds `port` on 127.0.0.1 and lets it go again: resolves with the port, or 0 if it was taken. */
+function tryBind(port: number): Promise<number> {
+  return new Promise((resolve) => {
     const srv = net.createServer();
     srv.unref();
-    srv.once('error', reject);
-    srv.listen(0, HOST, () => {
+    srv.once('error', () => resolve(0));
+    srv.listen(port, HOST, () => {
       const addr = srv.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      srv.close(() => (port > 0 ? resolve(port) : reject(new Error('freePort: no port assigned'))));
+      const bound = typeof addr === 'object' && addr ? addr.port : 0;
+      srv.close(() => resolve(bound));
     });
   });
+}
+
+/**
+ * A port that was free on 127.0.0.1 a moment ago, drawn at random below the kernel's ephemeral
+ * range. A port from that range (what listen(0) hands out) can be taken as the source port of
+ * any outgoing connection, by this process or another test's, before the server binds it or
+ * while a killed server waits to be restarted on it.
+ */
+export async function freePort(): Promise<number> {
+  const max = ephemeralStart() - 1;
+  for (let i = 0; max > PORT_MIN && i < 50; i++) {
+    const port = await tryBind(PORT_MIN + Math.floor(Math.random() * (max - PORT_MIN + 1)));
+    if (port > 0) return port;
+  }
+  const port = await tryBind(0);
+  if (port === 0) throw new Error('freePort: no port assigned');
+  return port;
 }
 
 // ---------------------------------------------------------------------------------------------

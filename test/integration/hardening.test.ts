@@ -2,7 +2,8 @@
  * Regression tests for the defects a hostile or unlucky client found (issue "Hardening"), each
  * against a real node process: a request that killed the node, the login-backlog lockout, fake
  * receipts, unbounded conversation actors, missing per-frame limits, tokens without `exp`,
- * invalid UTF-8, and /metrics open to anyone. Each test failed on the code before the fix.
+ * invalid UTF-8, /metrics open to anyone, and a second node sharing a running node's port (uWS
+ * binds with SO_REUSEPORT unless told not to). Each test failed on the code before the fix.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
@@ -277,6 +278,21 @@ describe('metrics on their own port', () => {
       expect(await r.text()).toContain('im_connections');
     } finally {
       await n.stop();
+    }
+  });
+});
+
+describe('a port in use', () => {
+  it('a second node started on the port of a running one fails with a clear error; every login still reaches the first', async () => {
+    const second = startChatNode({ port: node.port, readyTimeoutMs: 20_000 });
+    const err = await second.then(() => null, (e: unknown) => e);
+    expect(err, 'the second node must not start').toBeInstanceOf(Error);
+    expect((err as Error).message).toContain('exited during startup');
+    expect((err as Error).message).toContain(`cannot listen on 127.0.0.1:${node.port}`);
+    for (let i = 0; i < 12; i++) {
+      const { client, loginOk } = await as(`porttest${i}`);
+      expect(loginOk.node).toBe(node.nodeId);
+      client.close();
     }
   });
 });
