@@ -3,7 +3,8 @@
  * (CursorBuffer flushes them lazily) laid over the cursors that the record returns. This is the
  * one place it happens, for both databases alike: `CursorOverlayStore` wraps whichever
  * RecordStore the node runs on (MessageStore on MySQL, WorkerStore on SQLite) and overlays
- * every read that returns cursors — `userConversations` and `loadConversation`'s members.
+ * every read that returns cursors — `userConversations`, `usersConversations` and
+ * `loadConversation`'s members.
  *
  * The overlaid cursor is exactly what the record will hold once the move is flushed: the
  * larger of the two, and a pending move never past the conversation's last stored seq (the
@@ -38,7 +39,16 @@ export class CursorOverlayStore implements RecordStore {
   }
 
   async userConversations(user: string): Promise<UserConversation[]> {
-    return (await this.inner.userConversations(user)).map((c) => {
+    return this.overlayUser(user, await this.inner.userConversations(user));
+  }
+
+  async usersConversations(users: readonly string[]): Promise<UserConversation[][]> {
+    const lists = await this.inner.usersConversations(users);
+    return lists.map((list, i) => this.overlayUser(users[i], list));
+  }
+
+  private overlayUser(user: string, list: UserConversation[]): UserConversation[] {
+    return list.map((c) => {
       const o = overlayCursors({ ack: c.ackSeq, read: c.readSeq }, this.pending(c.conv, user), c.lastSeq);
       return { ...c, ackSeq: o.ack, readSeq: o.read };
     });

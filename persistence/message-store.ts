@@ -13,6 +13,7 @@
  * Cursor moves not yet written are not this module's business: cursor-overlay.ts lays them
  * over what these queries return.
  */
+import DataLoader from 'dataloader';
 import type { Database } from './database.ts';
 import { insertIgnore, type Dialect } from './dialect.ts';
 import type { Row, SqlDb, SqlRunner } from './sql.ts';
@@ -129,7 +130,10 @@ export interface RecordStore {
   sharingUsers(user: string, others: string[]): Promise<string[]>;
   getMessage(conv: string, seq: number): Promise<StoredMessage | null>;
   recall(conv: string, seq: number, now: number, events?: OutboxEvent[]): Promise<boolean>;
+  /** The user's conversations; the reads of logins that arrive together go to the record as one (see batchedUserConversations). */
   userConversations(user: string): Promise<UserConversation[]>;
+  /** The conversations of each of `users`, in their order, in one read. */
+  usersConversations(users: readonly string[]): Promise<UserConversation[][]>;
   applyCursors(moves: CursorMove[]): Promise<void>;
   ping(): Promise<void>;
   /** From now on, facts are written with outbox events attributed to `node` (off until called). */
@@ -146,11 +150,21 @@ export interface RecordStore {
   readableFile(id: string, user: string): Promise<FileMeta | null>;
 }
 
+/**
+ * `userConversations` for a login storm: the users asked for during one event-loop turn (up to
+ * 100) are read with one `usersConversations` call, that is one query on MySQL or one round
+ * trip to the SQLite worker instead of one per login. A failed read fails every login of its batch.
+ */
+export function batchedUserConversations(read: (users: readonly string[]) => Promise<UserConversation[][]>): DataLoader<string, UserConversation[]> {
+  return new DataLoader<string, UserConversation[]>(read, { cache: false, maxBatchSize: 100, batchScheduleFn: (run) => setImmediate(run) });
+}
+
 export class MessageStore implements RecordStore {
   private readonly dialect: Dialect;
   private readonly sql: SqlDb;
   /** The node events are attributed to; null while events are off (no sink: nobody would read them). */
   private eventNode: string | null = null;
+  private readonly conversationsOf = batchedUserConversations((users) => this.usersConversations(users));
 
   constructor(db: Database) {
     this.dialect = db.dialect;
@@ -393,11 +407,25 @@ export class MessageStore implements RecordStore {
   }
 
   /** The user's conversations with cursors (as the record has them) and the highest stored seq of each. */
-  async userConversations(user: string): Promise<UserConversation[]> {
+  userConversations(user: string): Promise<UserConversation[]> {
+    return this.conversationsOf.load(user);
+  }
+
+  /** `userConversations` of several users in one query, in the order of `users`. */
+  async usersConversations(users: readonly string[]): Promise<UserConversation[][]> {
+    if (users.length === 0) return [];
     const rows = await this.all(
-      `SELECT cm.conversation_id AS conv, cm.ack_seq, cm.read_seq, ${lastSeqOf('cm.conversation_id')} AS last_seq
-         FROM conversation_member cm WHERE cm.user_id = ? ORDER BY cm.conversation_id`, [user]);
-    return rows.map((r) => ({ conv: str(r.conv), lastSeq: r.last_seq == null ? 0 : num(r.last_seq), ackSeq: num(r.ack_seq), readSeq: num(r.read_seq) }));
+      `SELECT cm.user_id AS uid, cm.conversation_id AS conv, cm.ack_seq, cm.read_seq, ${lastSeqOf('cm.conversation_id')} AS last_seq
+         FROM conversation_member cm WHERE cm.user_id IN (${users.map(() => '?').join(', ')}) ORDER BY cm.user_id, cm.conversation_id`, [...users]);
+    const byUser = new Map<string, UserConversation[]>();
+    for (const r of rows) {
+      const uid = str(r.uid);
+      let list = byUser.get(uid);
+      if (!list) byUser.set(uid, (list = []));
+      list.push({ conv: str(r.conv), lastSeq: r.last_seq == null ? 0 : num(r.last_seq), ackSeq: num(r.ack_seq), readSeq: num(r.read_seq) });
+    }
+    // A user twice in one batch (two devices logging in at once) gets a list of its own each time.
+    return users.map((u) => [...(byUser.get(u) ?? [])]);
   }
 
   /**

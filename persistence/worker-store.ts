@@ -5,7 +5,7 @@
 import { Worker } from 'node:worker_threads';
 import type { StoreAnswer, StoreCall } from './sqlite-worker.ts';
 import {
-  DuplicateKeyError, type ConversationRecord, type CursorMove, type LeaveResult, type NewMessage, type OutboxEvent, type OutboxRow,
+  DuplicateKeyError, batchedUserConversations, type ConversationRecord, type CursorMove, type LeaveResult, type NewMessage, type OutboxEvent, type OutboxRow,
   type RecordStore, type SentRecord, type StoredMessage, type UserConversation,
 } from './message-store.ts';
 import type { FileMeta } from '../files/file-ref.ts';
@@ -81,7 +81,9 @@ export class WorkerStore implements RecordStore {
   insertFile(meta: FileMeta): Promise<void> { return this.call('insertFile', meta); }
   readableFile(id: string, user: string): Promise<FileMeta | null> { return this.call('readableFile', id, user); }
 
-  userConversations(user: string): Promise<UserConversation[]> { return this.call('userConversations', user); }
+  usersConversations(users: readonly string[]): Promise<UserConversation[][]> { return this.call('usersConversations', users); }
+  private readonly conversationsOf = batchedUserConversations((users) => this.usersConversations(users));
+  userConversations(user: string): Promise<UserConversation[]> { return this.conversationsOf.load(user); }
 
   async close(): Promise<void> {
     if (this.dead) return;

@@ -78,6 +78,25 @@ describe.each(modes)('pending cursors over the record on %s', (mode) => {
     expect((await open.store.userConversations('m3'))[0]).toMatchObject({ ackSeq: 5, readSeq: 5 });
     expect((await open.store.userConversations('m1')).map((c) => [c.conv, c.ackSeq, c.readSeq])).toEqual([['dm:m1:own', 1, 1], ['g:o', 3, 2]]);
   });
+
+  it('logins that read together (one batched read) each get their own conversations, in order', async () => {
+    pending.set('g:o/m3', { ack: 5, read: 5 });
+    const users = ['m1', 'nobody', 'own', 'm3', 'm1', 'm2', ...Array.from({ length: 150 }, (_, i) => `idle${i}`)];
+    // All asked in the same turn, more than one batch (100) of them.
+    const lists = await Promise.all(users.map((u) => open.store.userConversations(u)));
+    const got = Object.fromEntries(lists.slice(0, 6).map((l, i) => [`${i}:${users[i]}`, l.map((c) => `${c.conv} ${c.lastSeq}/${c.ackSeq}/${c.readSeq}`)]));
+    expect(got).toEqual({
+      '0:m1': ['dm:m1:own 1/1/1', 'g:o 5/3/2'],
+      '1:nobody': [],
+      '2:own': ['dm:m1:own 1/0/0', 'g:o 5/0/0'],
+      '3:m3': ['g:o 5/5/5'],
+      '4:m1': ['dm:m1:own 1/1/1', 'g:o 5/3/2'],
+      '5:m2': ['g:o 5/4/4'],
+    });
+    expect(lists[4]).not.toBe(lists[0]);
+    expect(lists.slice(6).every((l) => l.length === 0)).toBe(true);
+    pending.clear();
+  });
 });
 
 describe('both dialects', () => {
