@@ -710,7 +710,7 @@ export interface ReconnectResult {
   clients: number;
   perClient: number;
   senders: number;
-  prepare: { attempted: number; stored: number; seconds: number; msgsPerSec: number; errors: Record<string, number>; shortRecipients: number };
+  prepare: { attempted: number; retried: number; stored: number; seconds: number; msgsPerSec: number; errors: Record<string, number>; shortRecipients: number };
   loggedIn: number;
   /** Clients holding every one of their offline messages before the timeout. */
   synced: number;
@@ -764,7 +764,8 @@ export async function runReconnect(target: Target, o: LoadOptions, p: ReconnectP
     const stored = prepared.reduce((n, r) => n + r.sentOk, 0);
     const prepSecs = Math.max(0.001, ...prepared.map((r) => r.elapsedMs / 1000));
     const shortRecipients = prepared.reduce((n, r) => n + r.short.length, 0);
-    o.log(`  reconnect: ${stored} stored in ${prepSecs.toFixed(1)} s${shortRecipients ? `, ${shortRecipients} recipients short` : ''}`);
+    const retried = prepared.reduce((n, r) => n + r.retried, 0);
+    o.log(`  reconnect: ${stored} stored in ${prepSecs.toFixed(1)} s${retried ? ` (${retried} sends shed and written again)` : ''}${shortRecipients ? `, ${shortRecipients} recipients short` : ''}`);
     if (stored === 0) throw new Error(`no offline message stored: ${JSON.stringify(prepErrors)}`);
     // Let the write path settle (group commits, cursor flushes) before the storm.
     await sleep(1000);
@@ -796,7 +797,7 @@ export async function runReconnect(target: Target, o: LoadOptions, p: ReconnectP
       clients: p.clients,
       perClient: p.perClient,
       senders,
-      prepare: { attempted: prepared.reduce((n, r) => n + r.attempted, 0), stored, seconds: Math.round(prepSecs * 100) / 100, msgsPerSec: Math.round(stored / prepSecs), errors: prepErrors, shortRecipients },
+      prepare: { attempted: prepared.reduce((n, r) => n + r.attempted, 0), retried, stored, seconds: Math.round(prepSecs * 100) / 100, msgsPerSec: Math.round(stored / prepSecs), errors: prepErrors, shortRecipients },
       loggedIn: sum((r) => r.loggedIn),
       synced,
       allSyncedSeconds: all ? Math.round(lastSynced * 1000) / 1000 : null,

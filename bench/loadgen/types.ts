@@ -155,6 +155,8 @@ export interface PreparedMsg {
   workerIndex: number;
   attempted: number;
   sentOk: number;
+  /** Sends answered `unavailable` or `rate_limited` and written again (same cmid), as a client's outbox does. */
+  retried: number;
   errors: Record<string, number>;
   elapsedMs: number;
   /** Recipients that got fewer than `perPeer` messages stored: [user, stored]. */

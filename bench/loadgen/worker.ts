@@ -506,6 +506,9 @@ async function doGroup(g: GroupMsg): Promise<void> {
   }
 }
 
+/** Wait before a send refused as `unavailable`/`rate_limited` is written again. */
+const RETRY_MS = 50;
+
 /** reconnect, step 1: senders write `perPeer` messages to each offline recipient (closed loop, bounded). */
 async function doPrepare(p: PrepareMsg): Promise<void> {
   const s = setup;
@@ -516,6 +519,7 @@ async function doPrepare(p: PrepareMsg): Promise<void> {
   const errs: Record<string, number> = {};
   let attemptedN = 0;
   let okN = 0;
+  let retriedN = 0;
   const pad = 'x'.repeat(Math.max(0, p.bodyBytes - 20));
   await Promise.all(
     conns
@@ -534,11 +538,19 @@ async function doPrepare(p: PrepareMsg): Promise<void> {
             const [peer, k] = job;
             attemptedN++;
             try {
-              const f = await request(c, { t: 'send', to: peer, cmid: `off-${peer}-${k}`, body: { ts: wall(), pad } }, Math.max(1000, deadline - performance.now()));
-              if (f.t === 'sent') {
-                okN++;
-                stored.set(peer, (stored.get(peer) ?? 0) + 1);
-              } else errs[f.code ?? f.t] = (errs[f.code ?? f.t] ?? 0) + 1;
+              for (;;) {
+                const f = await request(c, { t: 'send', to: peer, cmid: `off-${peer}-${k}`, body: { ts: wall(), pad } }, Math.max(1000, deadline - performance.now()));
+                if (f.t === 'sent') {
+                  okN++;
+                  stored.set(peer, (stored.get(peer) ?? 0) + 1);
+                } else if ((f.code === 'unavailable' || f.code === 'rate_limited') && performance.now() + RETRY_MS < deadline) {
+                  // Shed by a node past its capacity: retryable, as a client's outbox would.
+                  retriedN++;
+                  await sleep(RETRY_MS);
+                  continue;
+                } else errs[f.code ?? f.t] = (errs[f.code ?? f.t] ?? 0) + 1;
+                break;
+              }
             } catch (e) {
               const code = e instanceof Error ? e.message : 'error';
               errs[code] = (errs[code] ?? 0) + 1;
@@ -553,6 +565,7 @@ async function doPrepare(p: PrepareMsg): Promise<void> {
     workerIndex: s.workerIndex,
     attempted: attemptedN,
     sentOk: okN,
+    retried: retriedN,
     errors: errs,
     elapsedMs: Math.round(performance.now() - t0),
     short: [...stored].filter(([, n]) => n < p.perPeer),
