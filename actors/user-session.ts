@@ -281,7 +281,11 @@ export class UserSession {
     if (this.closed) return;
     const held = this.starting ? (this.early ??= []) : this.held?.get(p.conv);
     if (held) {
-      if (this.heldCount >= MAX_HELD || this.heldBytes >= MAX_HELD_BYTES) { this.missed = true; return; }
+      if (this.heldCount >= MAX_HELD || this.heldBytes >= MAX_HELD_BYTES) {
+        this.missed = true;
+        this.deps.metrics.pushesDeferred.inc();
+        return;
+      }
       this.heldCount++;
       this.heldBytes += p.json.length;
       held.push(p);

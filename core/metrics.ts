@@ -18,6 +18,7 @@ export class Metrics {
     buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1],
   });
   readonly pushes = new Counter({ name: 'im_pushes_total', help: 'msg frames pushed to devices', labelNames: ['kind'] as const, registers: [this.registry] });
+  readonly pushesDeferred = new Counter({ name: 'im_pushes_deferred_total', help: 'Live messages not held for a session whose login backlog was under way, its bound reached: read back from the record after the backlog', registers: [this.registry] });
   readonly handlerErrors = new Counter({ name: 'im_handler_errors_total', help: 'Exceptions caught at the edge of an HTTP or WebSocket handler (answered 500 or socket closed 1011)', labelNames: ['where'] as const, registers: [this.registry] });
   readonly eventsRelayed = new Counter({ name: 'im_events_relayed_total', help: 'Events a sink confirmed', labelNames: ['sink'] as const, registers: [this.registry] });
   readonly eventsFailures = new Counter({ name: 'im_events_sink_failures_total', help: 'Event batches a sink failed to take', labelNames: ['sink'] as const, registers: [this.registry] });

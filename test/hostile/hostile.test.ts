@@ -975,28 +975,33 @@ describe('hostile clients', () => {
       ws.send(JSON.stringify({ t: 'login', rid: 'L', token: await tok(x) }));
       await sleep(2000);
       const rssBefore = rssKiB();
+      const deferredBefore = await gauge('im_pushes_deferred_total');
       // Then 1,600 live messages (24 MB) for x: more than the 16 MiB a socket may queue.
       const t0 = Date.now();
       const live = await Promise.all(senders.map((c, i) => sendMany(c, 160, (k) => ({ t: 'send', to: x, cmid: `l${i}-${k}`, body }), 8)));
       expect(live.reduce((a, b) => a + b, 0), 'live messages stored').toBe(1600);
       await sleep(1500);
       const grewMiB = (rssKiB() - rssBefore) / 1024;
+      const deferred = (await gauge('im_pushes_deferred_total')) - deferredBefore;
       const closedByServer: number | null = closedBy;
       // Read again: what the node kept for this socket all along now arrives.
       (ws as unknown as { _socket: net.Socket })._socket.resume();
       for (let last = -1; last !== bytes; ) { last = bytes; await sleep(1000); }
       const receivedMiB = bytes / 1024 / 1024;
-      console.log(`stalled backlog: 24 MB of live messages for a client that does not read (${Date.now() - t0} ms): socket ${closedByServer === null ? 'never closed' : `closed (${String(closedByServer)})`}, RSS +${grewMiB.toFixed(1)} MiB meanwhile; after reading again it got ${seen} frames, ${receivedMiB.toFixed(1)} MiB`);
+      console.log(`stalled backlog: 24 MB of live messages for a client that does not read (${Date.now() - t0} ms): socket ${closedByServer === null ? 'never closed' : `closed (${String(closedByServer)})`}, ${deferred} live messages deferred to the record, RSS +${grewMiB.toFixed(1)} MiB meanwhile; after reading again it got ${seen} frames, ${receivedMiB.toFixed(1)} MiB`);
       ws.terminate();
       await Promise.all(senders.map((c) => c.close()));
       expect(await guard('stalled backlog')).toBe(true);
       // The docs allow 16 MiB queued for a client that does not read, then it is dropped. A socket
-      // that was not dropped while 24 MB were pushed for it, while the node grew by more than
-      // 40 MiB, was held for in the node's memory beyond that limit. (What it gets once it reads
-      // again may be more: live pushes past the session's bound are read back from the record
-      // after the backlog, as the client reads, not kept in memory meanwhile.)
-      const heldBeyond = closedByServer === null && grewMiB >= 40;
-      expect(heldBeyond, `socket never closed while 24 MB were pushed for it; RSS +${grewMiB.toFixed(1)} MiB, ${receivedMiB.toFixed(1)} MiB delivered once it read again`).toBe(false);
+      // that is not dropped must not have the rest held for it in the node's memory: live pushes
+      // past the session's bound (1 MiB) are deferred to the record and read back after the
+      // backlog, as the client reads. (What it gets once it reads again may be more than 16 MiB.)
+      // RSS also carries the garbage of 24 MB passing through (8–41 MiB in all, varying with GC
+      // timing), so it only guards against gross holding: 24 MB kept on top of 16 MiB queued.
+      if (closedByServer === null) {
+        expect(deferred, `socket never closed while 24 MB were pushed for it, and only ${deferred} of 1,600 live messages were deferred to the record`).toBeGreaterThan(1400);
+        expect(grewMiB, `socket never closed while 24 MB were pushed for it; RSS +${grewMiB.toFixed(1)} MiB, ${receivedMiB.toFixed(1)} MiB delivered once it read again`).toBeLessThan(64);
+      }
     });
 
     it('refuses to grow a group beyond IM_GROUP_MAX_MEMBERS (default 5,000)', async () => {
