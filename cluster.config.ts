@@ -60,7 +60,7 @@ export const configDocs = {
   IM_COMMIT_MAX_DELAY_MS: 'Extra wait before an idle writer flushes, to gather a bigger batch; 0 flushes on the next event-loop turn (batches still grow under load, while the previous flush runs). Default 0.',
   IM_COMMIT_INTERVAL_MS: 'Least time between the starts of two group commits of one writer: under load rows gather for up to this long, so a commit (mostly a fixed cost: the fsync, the round trip) carries more of them; a writer idle for longer commits at once. 0 commits as soon as the previous commit ends. Default 2.',
   IM_MAX_INFLIGHT_SENDS: 'Overload: most sends accepted and not yet answered on a node; past it sends are answered unavailable (clients retry with the same cmid). Default 2000.',
-  IM_OVERLOAD_MS: 'Overload: the latency (ms) a node keeps accepted sends under. Once sends take more than a quarter of it on average, the node answers new sends unavailable while more are in progress than it answers in half of it (less the event loop\'s lateness) at its recent best rate, and never below 64 in progress. Default 50.',
+  IM_OVERLOAD_MS: 'Overload: the latency (ms) a node keeps accepted sends under. Once sends take more than a quarter of it on average, the node answers new sends unavailable while more are in progress than it answers in half of it (less the event loop\'s lateness) at its recent best rate, and never below 128 in progress. Default 50.',
   IM_PERSISTENCE_WRITERS: 'Number of Persistence actors (group-commit writers) per node. Default 1 (SQLite) / 2 (MySQL).',
   IM_CURSOR_FLUSH_MS: 'How often coalesced ack/read cursor moves are written. Default 200.',
   IM_CONV_IDLE_MS: 'A conversation actor idle this long is passivated (its state reloads on demand). Default 300000.',

@@ -25,7 +25,7 @@ export interface AdmissionLimits {
   maxInflight: number;
   /** Latency (ms) the node keeps the sends it accepts under; past it, it sheds new ones. */
   targetMs: number;
-  /** Sends in progress up to which the latency rule does not refuse (default 64). */
+  /** Sends in progress up to which the latency rule does not refuse (default 128). */
   floor?: number;
 }
 
@@ -55,7 +55,7 @@ export class SendAdmission {
   private readonly timer: NodeJS.Timeout;
 
   constructor(private readonly limits: AdmissionLimits) {
-    this.floor = limits.floor ?? 64;
+    this.floor = limits.floor ?? 128;
     this.lag = monitorEventLoopDelay({ resolution: LAG_RESOLUTION_MS });
     this.lag.enable();
     this.timer = setInterval(() => {
