@@ -14,7 +14,8 @@ export interface ActorRef {
 }
 
 export interface ParentActor extends ActorRef {
-  createChild(behaviour: unknown, options: { mode: 'in-memory'; name?: string; customParameters?: object }): Promise<ActorRef>;
+  /** The node spawns only in-memory actors; `threaded` (a behaviour given as a module path) is measured by bench/floors.ts. */
+  createChild(behaviour: unknown, options: { mode: 'in-memory' | 'threaded'; name?: string; customParameters?: object }): Promise<ActorRef>;
 }
 
 interface ComedySystem {

@@ -5,6 +5,9 @@
  *  1. Waking another thread: a `postMessage` to a worker that is asleep, as the node does once per
  *     group commit to hand the batch to the SQLite worker (and the worker once to answer). Timed
  *     against the same post to a worker that is already awake.
+ *     The same round trip through a comedy actor in comedy's `threaded` mode (its own worker,
+ *     marshalling and bookkeeping, bench/threaded-echo.cjs), the alternative to the hand-written
+ *     worker of persistence/worker-store.ts that docs/design.md weighs.
  *  2. A durable SQLite commit of the real schema (the migrations, WAL, synchronous=FULL): the
  *     node's group commit of B rows in B different conversations, run here in this thread on the
  *     production MessageStore. Prints CPU and write syscalls per commit and bytes written per row,
@@ -22,6 +25,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { Worker } from 'node:worker_threads';
+import { createActorSystem } from '../actors/system.ts';
 import { openDatabase } from '../persistence/database.ts';
 import { MessageStore, type NewMessage } from '../persistence/message-store.ts';
 import { dmConvId } from '../protocol/ids.ts';
@@ -45,6 +49,20 @@ for (const [k, v] of Object.entries({ COMMITS, ROWS, CONVS, REPEAT })) {
 const cpuUs = () => { const c = process.cpuUsage(); return c.user + c.system; };
 const fmt = (n: number) => n.toFixed(1);
 
+/** A group commit's batch: ROWS rows of 100-byte bodies. */
+function commitBatch(): object[] {
+  const row = { conv: 'dm:u0001:u0002', seq: 1, mid: '1234567890123456789', from: 'u0001', cmid: 'c-0001', kind: 'text', bodyJson: '{"text":"' + 'x'.repeat(100) + '"}', ts: Date.now() };
+  return Array.from({ length: ROWS }, (_, i) => ({ ...row, seq: i + 1 }));
+}
+
+/** Process CPU µs that a 2 ms timer gap costs by itself (subtracted from the asleep figures). */
+async function gapCpuUs(): Promise<number> {
+  const gaps = 1000;
+  const g0 = cpuUs();
+  for (let i = 0; i < gaps; i++) await sleep(2);
+  return (cpuUs() - g0) / gaps;
+}
+
 /** µs per postMessage (wall, in the caller) and process CPU µs per round trip, with the worker asleep or awake between posts. */
 async function threadWake(): Promise<void> {
   const worker = new Worker(
@@ -54,13 +72,9 @@ async function threadWake(): Promise<void> {
   let answered = 0;
   worker.on('message', () => { answered++; });
   await sleep(100);
-  const row = { conv: 'dm:u0001:u0002', seq: 1, mid: '1234567890123456789', from: 'u0001', cmid: 'c-0001', kind: 'text', bodyJson: '{"text":"' + 'x'.repeat(100) + '"}', ts: Date.now() };
-  const batch = Array.from({ length: ROWS }, (_, i) => ({ ...row, seq: i + 1 }));
+  const batch = commitBatch();
   // The 2 ms gaps cost timer wake-ups of their own: measured alone first, and subtracted.
-  const gaps = 1000;
-  const g0 = cpuUs();
-  for (let i = 0; i < gaps; i++) await sleep(2);
-  const gapCpu = (cpuUs() - g0) / gaps;
+  const gapCpu = await gapCpuUs();
   for (const [label, gapMs] of [['asleep (2 ms between posts)', 2], ['awake (back to back)', 0]] as const) {
     const n = gapMs ? 1000 : 20_000;
     answered = 0;
@@ -78,6 +92,39 @@ async function threadWake(): Promise<void> {
     console.log(`thread wake, worker ${label}: ${fmt(Number(inPost / BigInt(n)) / 1000)} µs in postMessage, ${fmt(cpu)} µs of process CPU per round trip (${n} posts${gapMs ? `; the gap's own ${fmt(gapCpu)} µs taken out` : ''})`);
   }
   await worker.terminate();
+}
+
+/**
+ * The same round trip as a comedy `sendAndReceive` to a `threaded` actor. The batch goes wrapped
+ * in an object: comedy 2.1.7 cannot pass a single array argument to a threaded or forked actor
+ * (its marshalling takes the array for the argument list and fails on the other side).
+ */
+async function comedyThreaded(): Promise<void> {
+  const system = await createActorSystem();
+  const ref = await system.root.createChild('/bench/threaded-echo.cjs', { mode: 'threaded' });
+  const message = { rows: commitBatch() };
+  if ((await ref.sendAndReceive('insertMessages', message)) !== ROWS) throw new Error('the threaded actor answered wrong');
+  const gapCpu = await gapCpuUs();
+  for (const [label, gapMs] of [['asleep (2 ms between calls)', 2], ['awake (200 calls at a time)', 0]] as const) {
+    const n = gapMs ? 1000 : 20_000;
+    const c0 = cpuUs();
+    const w0 = performance.now();
+    if (gapMs) {
+      const answers: Promise<unknown>[] = [];
+      for (let i = 0; i < n; i++) {
+        answers.push(ref.sendAndReceive('insertMessages', message));
+        await sleep(gapMs);
+      }
+      await Promise.all(answers);
+    } else {
+      for (let i = 0; i < n; i += 200) await Promise.all(Array.from({ length: 200 }, () => ref.sendAndReceive('insertMessages', message)));
+    }
+    const cpu = (cpuUs() - c0) / n - (gapMs ? gapCpu : 0);
+    const wall = gapMs ? '' : `, ${fmt(((performance.now() - w0) * 1000) / n)} µs wall`;
+    console.log(`thread wake, comedy threaded actor ${label}: ${fmt(cpu)} µs of process CPU per round trip${wall} (${n} calls${gapMs ? `; the gap's own ${fmt(gapCpu)} µs taken out` : ''})`);
+  }
+  await ref.destroy();
+  await system.destroy();
 }
 
 function procIo(): { syscw: number; writeBytes: number } {
@@ -125,5 +172,6 @@ async function durableCommit(): Promise<void> {
 for (let r = 1; r <= REPEAT; r++) {
   console.log(`-- run ${r} of ${REPEAT}`);
   await threadWake();
+  await comedyThreaded();
   await durableCommit();
 }
