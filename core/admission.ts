@@ -32,7 +32,7 @@ export interface AdmissionLimits {
 /** Weight of one answered send in the smoothed latency. */
 const EWMA_ALPHA = 0.05;
 /** How often the limit is recomputed. */
-export const SAMPLE_MS = 100;
+const SAMPLE_MS = 100;
 /** Samples whose best answer rate sets the limit: one slow commit does not lower it. */
 const RATE_SAMPLES = 5;
 /** The share of the target the mean time in the node is kept to. */
