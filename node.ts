@@ -98,6 +98,8 @@ export async function startNode(config: NodeConfig, log: Logger = createLogger(c
       conversations = cc;
     }
     admission = new SendAdmission({ maxInflight: config.maxInflightSends, targetMs: config.overloadMs });
+    const admitted = admission;
+    metrics.admission = () => admitted.state();
     // v1.1 presence_sub: transitions from the cluster's presence replica, or this node's directory.
     const presenceWatch = new PresenceService(directory, store, cluster ? cluster.presence : directory);
     sessions = await SessionManager.start(root, directory, {

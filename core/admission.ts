@@ -82,6 +82,11 @@ export class SendAdmission {
     this.limit = Math.max(this.floor, Math.max(...this.rates) * budget);
   }
 
+  /** For /metrics: sends in progress, the limit of the latency rule, and the smoothed time to answer. */
+  state(): { inProgress: number; limit: number; smoothedMs: number } {
+    return { inProgress: this.inflight, limit: this.limit, smoothedMs: this.ewmaMs };
+  }
+
   /** Why a send would be refused now, or null when it may go ahead. */
   private refusal(): string | null {
     const { maxInflight, targetMs } = this.limits;

@@ -26,6 +26,21 @@ export class Metrics {
   readonly eventsLag = new Gauge({ name: 'im_events_lag_seconds', help: 'Age of the oldest event not yet relayed (0 when none waits)', registers: [this.registry] });
   readonly hookCalls = new Counter({ name: 'im_hook_calls_total', help: 'Before-send hook calls by outcome', labelNames: ['outcome'] as const, registers: [this.registry] });
   readonly sendsShed = new Counter({ name: 'im_sends_shed_total', help: 'Sends refused with unavailable because the node was past its capacity (IM_MAX_INFLIGHT_SENDS, IM_OVERLOAD_MS)', registers: [this.registry] });
+  /** Reads the node's send admission (core/admission.ts) when /metrics is scraped; set once it exists. */
+  admission: (() => { inProgress: number; limit: number; smoothedMs: number }) | null = null;
+  readonly sendsInProgress = new Gauge({
+    name: 'im_sends_in_progress', help: 'Sends accepted and not yet answered on this node', registers: [this.registry],
+    collect: () => { const a = this.admission?.(); if (a) this.sendsInProgress.set(a.inProgress); },
+  });
+  readonly sendAdmissionLimit = new Gauge({
+    name: 'im_send_admission_limit', help: 'Sends in progress past which new sends are refused while sends run slow (IM_OVERLOAD_MS): what the node answers in half of IM_OVERLOAD_MS at its recent best rate, at least 128',
+    registers: [this.registry],
+    collect: () => { const a = this.admission?.(); if (a) this.sendAdmissionLimit.set(a.limit); },
+  });
+  readonly sendSeconds = new Gauge({
+    name: 'im_send_smoothed_seconds', help: 'Smoothed time from accepting a send to answering it (committed or failed)', registers: [this.registry],
+    collect: () => { const a = this.admission?.(); if (a) this.sendSeconds.set(a.smoothedMs / 1000); },
+  });
   readonly activeConversations = new Gauge({ name: 'im_conversations_active', help: 'Conversation actors alive on this node', registers: [this.registry] });
 
   constructor() {

@@ -23,11 +23,14 @@ afterAll(async () => {
   await node?.stop();
 });
 
-async function shedCount(): Promise<number> {
+/** The value of an unlabelled metric on /metrics (NaN when it is missing). */
+async function metric(name: string): Promise<number> {
   const text = await (await fetch(`${node.httpUrl}/metrics`)).text();
-  const line = text.split('\n').find((l) => l.startsWith('im_sends_shed_total '));
+  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
   return line ? Number(line.split(' ').pop()) : NaN;
 }
+
+const shedCount = () => metric('im_sends_shed_total');
 
 /** Every stored message of `conv` as `user` reads it with sync. */
 async function stored(user: string, conv: string): Promise<Frame[]> {
@@ -117,5 +120,18 @@ describe('overload', () => {
       expect(here.map((m) => m.seq)).toEqual(Array.from({ length: 75 }, (_, i) => i + 1));
     }
     expect(await shedCount(), 'the node did shed some of them').toBeGreaterThan(shedBefore);
+  });
+
+  it('/metrics shows the admission state: nothing in progress once all is answered, the limit back at its floor when the node is idle', async () => {
+    const { client } = await login(node.wsUrl, 'ovm');
+    for (let i = 0; i < 5; i++) expect((await client.request({ t: 'send', to: 'ovz', cmid: `m${i}`, body: { text: 'x' } })).t).toBe('sent');
+    await client.close();
+    // The limit follows the best answer rate of the last half second: idle for longer, it is the floor.
+    await new Promise((r) => setTimeout(r, 800));
+    expect(await metric('im_sends_in_progress')).toBe(0);
+    expect(await metric('im_send_admission_limit')).toBe(128);
+    const smoothed = await metric('im_send_smoothed_seconds');
+    expect(smoothed).toBeGreaterThan(0);
+    expect(smoothed).toBeLessThan(30);
   });
 });
