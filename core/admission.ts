@@ -29,6 +29,16 @@ export interface AdmissionLimits {
   floor?: number;
 }
 
+/** What /metrics shows of the admission (core/metrics.ts). */
+export interface AdmissionState {
+  /** Sends accepted and not yet answered. */
+  inProgress: number;
+  /** Sends in progress past which the latency rule refuses (Infinity before the first sample). */
+  limit: number;
+  /** Smoothed time from accepting a send to its answer. */
+  smoothedMs: number;
+}
+
 /** Weight of one answered send in the smoothed latency. */
 const EWMA_ALPHA = 0.05;
 /** How often the limit is recomputed. */
@@ -83,7 +93,7 @@ export class SendAdmission {
   }
 
   /** For /metrics: sends in progress, the limit of the latency rule, and the smoothed time to answer. */
-  state(): { inProgress: number; limit: number; smoothedMs: number } {
+  state(): AdmissionState {
     return { inProgress: this.inflight, limit: this.limit, smoothedMs: this.ewmaMs };
   }
 

@@ -1,5 +1,6 @@
 /** Prometheus metrics of one node (prom-client), exposed at GET /metrics. */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { AdmissionState } from './admission.ts';
 
 export class Metrics {
   readonly registry = new Registry();
@@ -27,7 +28,7 @@ export class Metrics {
   readonly hookCalls = new Counter({ name: 'im_hook_calls_total', help: 'Before-send hook calls by outcome', labelNames: ['outcome'] as const, registers: [this.registry] });
   readonly sendsShed = new Counter({ name: 'im_sends_shed_total', help: 'Sends refused with unavailable because the node was past its capacity (IM_MAX_INFLIGHT_SENDS, IM_OVERLOAD_MS)', registers: [this.registry] });
   /** Reads the node's send admission (core/admission.ts) when /metrics is scraped; set once it exists. */
-  admission: (() => { inProgress: number; limit: number; smoothedMs: number }) | null = null;
+  admission: (() => AdmissionState) | null = null;
   readonly sendsInProgress = new Gauge({
     name: 'im_sends_in_progress', help: 'Sends accepted and not yet answered on this node', registers: [this.registry],
     collect: () => { const a = this.admission?.(); if (a) this.sendsInProgress.set(a.inProgress); },

@@ -171,3 +171,13 @@ export async function startChatNode(opts: ChatNodeOptions = {}): Promise<ChatNod
   };
   return handle;
 }
+
+/**
+ * The value of a metric on a node's /metrics: its first series, labelled or not (NaN when the
+ * metric is missing). `headers` carries the IM_METRICS_TOKEN bearer when the node has one.
+ */
+export async function readMetric(httpUrl: string, name: string, headers: Record<string, string> = {}): Promise<number> {
+  const text = await (await fetch(`${httpUrl}/metrics`, { headers })).text();
+  const line = text.split('\n').find((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`));
+  return line ? Number(line.split(' ').pop()) : NaN;
+}

@@ -10,7 +10,7 @@ import WebSocket from 'ws';
 import { SignJWT } from 'jose';
 import { readFileSync } from 'node:fs';
 import { DEFAULT_JWT_SECRET } from '../../cluster.config.ts';
-import { startChatNode, type ChatNodeHandle } from '../harness/chat-node.ts';
+import { readMetric, startChatNode, type ChatNodeHandle } from '../harness/chat-node.ts';
 import { freePort } from '../harness/servers.ts';
 import { TestClient, login, signTestToken, type Frame } from '../harness/ws-client.ts';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -35,11 +35,7 @@ function rssKb(pid: number): number {
   return m ? Number(m[1]) : 0;
 }
 
-async function metric(name: string): Promise<number> {
-  const text = await (await fetch(`${node.httpUrl}/metrics`, { headers: { authorization: `Bearer ${METRICS_TOKEN}` } })).text();
-  const line = text.split('\n').find((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`));
-  return line ? Number(line.split(' ').pop()) : NaN;
-}
+const metric = (name: string) => readMetric(node.httpUrl, name, { authorization: `Bearer ${METRICS_TOKEN}` });
 
 async function healthy(): Promise<boolean> {
   const r = await fetch(`${node.httpUrl}/healthz`).catch(() => null);

@@ -4,10 +4,11 @@
  * what was refused is not stored, and resending it with the same cmid stores it once. The SDK's
  * outbox does that by itself: every message arrives exactly once.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { ChatClient, type MsgFrame } from '../../client/index.ts';
-import { startChatNode, type ChatNodeHandle } from '../harness/chat-node.ts';
+import { readMetric, startChatNode, type ChatNodeHandle } from '../harness/chat-node.ts';
 import { login, signTestToken, type Frame } from '../harness/ws-client.ts';
 
 let node: ChatNodeHandle;
@@ -23,13 +24,7 @@ afterAll(async () => {
   await node?.stop();
 });
 
-/** The value of an unlabelled metric on /metrics (NaN when it is missing). */
-async function metric(name: string): Promise<number> {
-  const text = await (await fetch(`${node.httpUrl}/metrics`)).text();
-  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
-  return line ? Number(line.split(' ').pop()) : NaN;
-}
-
+const metric = (name: string) => readMetric(node.httpUrl, name);
 const shedCount = () => metric('im_sends_shed_total');
 
 /** Every stored message of `conv` as `user` reads it with sync. */
@@ -111,7 +106,7 @@ describe('overload', () => {
     const results = await Promise.all(sends);
     expect(results).toHaveLength(150);
     const end = Date.now() + 20_000;
-    while (got.length < 150 && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+    while (got.length < 150 && Date.now() < end) await sleep(20);
     // A refused send is written again after the ones behind it went through: it arrives later
     // than it was made (the SDK pipelines), but once, and every device sees the same seq order.
     for (const [conv, tag] of [['dm:sdk-ova:sdk-ovb', 'a'], ['dm:sdk-ovb:sdk-ovc', 'c']] as const) {
@@ -127,7 +122,7 @@ describe('overload', () => {
     for (let i = 0; i < 5; i++) expect((await client.request({ t: 'send', to: 'ovz', cmid: `m${i}`, body: { text: 'x' } })).t).toBe('sent');
     await client.close();
     // The limit follows the best answer rate of the last half second: idle for longer, it is the floor.
-    await new Promise((r) => setTimeout(r, 800));
+    await sleep(800);
     expect(await metric('im_sends_in_progress')).toBe(0);
     expect(await metric('im_send_admission_limit')).toBe(128);
     const smoothed = await metric('im_send_smoothed_seconds');
